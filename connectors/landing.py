@@ -1,0 +1,120 @@
+"""The landing store: where sources arrive, a local folder or an S3 prefix.
+
+Connectors read bytes through this small interface so the same parsing code serves a
+folder on a laptop and `s3://bucket/prefix` in production (through boto3; DuckDB's httpfs
+extension cannot be downloaded here).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class LandingObject:
+    key: str  # path relative to the store root, with forward slashes
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+class LandingStore(Protocol):
+    uri: str
+
+    def list(self, prefix: str = "") -> list[LandingObject]: ...
+
+    def read_bytes(self, key: str) -> bytes: ...
+
+    def local_path(self, key: str) -> Path | None:
+        """A path on disk when the object is a local file (lets polars scan it lazily)."""
+        ...
+
+
+class LocalStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.uri = str(self.root)
+
+    def list(self, prefix: str = "") -> list[LandingObject]:
+        base = self.root / prefix
+        if not base.exists():
+            return []
+        out = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                path = Path(dirpath) / name
+                st = path.stat()
+                out.append(
+                    LandingObject(
+                        key=path.relative_to(self.root).as_posix(),
+                        size=st.st_size,
+                        etag=f"{st.st_size:x}-{st.st_mtime_ns:x}",
+                        last_modified=datetime.fromtimestamp(st.st_mtime, tz=timezone.utc),
+                    )
+                )
+        return out
+
+    def read_bytes(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def local_path(self, key: str) -> Path | None:
+        return self.root / key
+
+
+class S3Store:
+    """An S3 prefix read with boto3; credentials come from the environment only."""
+
+    def __init__(self, uri: str, client=None) -> None:  # noqa: ANN001 - boto3 client
+        if not uri.startswith("s3://"):
+            raise ValueError(f"not an s3:// URI: {uri}")
+        self.uri = uri.rstrip("/")
+        bucket, _, prefix = uri[5:].partition("/")
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=os.environ.get("INFERLEDGER_S3_ENDPOINT_URL"))
+        self.client = client
+
+    def _full(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def list(self, prefix: str = "") -> list[LandingObject]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        out = []
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._full(prefix)):
+            for obj in page.get("Contents", []):
+                out.append(
+                    LandingObject(
+                        key=obj["Key"][strip:],
+                        size=obj["Size"],
+                        etag=obj["ETag"].strip('"'),
+                        last_modified=obj["LastModified"].astimezone(timezone.utc),
+                    )
+                )
+        return sorted(out, key=lambda o: o.key)
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+
+def open_store(uri: str | Path) -> LandingStore:
+    uri = str(uri)
+    return S3Store(uri) if uri.startswith("s3://") else LocalStore(uri)
+
+
+def matching(objects: list[LandingObject], *patterns: str) -> list[LandingObject]:
+    """Objects whose file name matches any of the glob patterns (e.g. '*.jsonl.gz')."""
+    return [o for o in objects if any(fnmatch.fnmatch(o.key.rsplit("/", 1)[-1], p) for p in patterns)]

@@ -1,0 +1,1 @@
+"""The inferledger code location: definitions, schedules, sensors, configuration, the CLI."""

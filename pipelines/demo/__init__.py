@@ -1,0 +1,1 @@
+"""Synthetic month of an AI company, written in the vendors' real formats."""
