@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -118,3 +119,33 @@ def open_store(uri: str | Path) -> LandingStore:
 def matching(objects: list[LandingObject], *patterns: str) -> list[LandingObject]:
     """Objects whose file name matches any of the glob patterns (e.g. '*.jsonl.gz')."""
     return [o for o in objects if any(fnmatch.fnmatch(o.key.rsplit("/", 1)[-1], p) for p in patterns)]
+
+
+_PATH_DATE = re.compile(r"(?<!\d)(\d{4})[-/](\d{2})[-/](\d{2})(?!\d)")
+
+
+def path_date(key: str) -> date | None:
+    """The day a landing key names (`.../2026/10/01/...`, `date=2026-10-01`, `2026-10-01.csv`)."""
+    found = _PATH_DATE.findall(key)
+    if not found:
+        return None
+    y, m, d = found[-1]
+    try:
+        return date(int(y), int(m), int(d))
+    except ValueError:
+        return None
+
+
+def objects_near_day(objects: list[LandingObject], day: date, slack_days: int = 1) -> list[LandingObject]:
+    """Objects that may hold rows of `day`: dated within `slack_days` of it, or undated.
+
+    Logs are filed by the day a writer flushed them, which is not always the day of every
+    row inside (a request that starts at 23:59:59): readers take the neighbours and keep
+    the rows whose own timestamp falls on `day`.
+    """
+    out = []
+    for o in objects:
+        d = path_date(o.key)
+        if d is None or abs((d - day).days) <= slack_days:
+            out.append(o)
+    return out

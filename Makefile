@@ -1,0 +1,45 @@
+# Every target does its own set-up on a fresh machine; the environment lives in .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+MANIFEST := dbt/target/manifest.json
+DBT_SOURCES := $(shell find dbt -path dbt/target -prune -o \( -name '*.sql' -o -name '*.yml' -o -name '*.csv' \) -print 2>/dev/null)
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export DBT_VERSION_CHECK := false
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+
+.PHONY: install demo test dev bench clean
+
+install: $(STAMP) $(MANIFEST)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+# The dbt manifest is prepared at build time, so loading the code location stays quick.
+$(MANIFEST): $(STAMP) $(DBT_SOURCES)
+	cd dbt && INFERLEDGER_LAKE=$(CURDIR)/data/lake INFERLEDGER_WAREHOUSE=$(CURDIR)/data/warehouse.duckdb \
+		../$(BIN)/dbt parse --quiet --project-dir . --profiles-dir .
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: install
+	$(BIN)/inferledger demo
+
+test: install
+	$(BIN)/pytest
+
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: install
+	$(BIN)/pytest -m slow -s
+
+clean:
+	rm -rf data dbt/target dbt/logs .dagster_home

@@ -1,0 +1,5 @@
+"""Dagster assets and checks: ingestion into the lake, the dbt warehouse and marts.
+
+Assets orchestrate; they know nothing of file formats (that is `connectors`) and nothing
+of SQL (that is `dbt/`).
+"""

@@ -1,0 +1,82 @@
+"""The dbt project as Dagster assets: staging, intermediate and marts, one run per window.
+
+The partition window reaches SQL only as `--vars {min_date, max_date}` (half-open), and
+a range of partitions is one dbt invocation (single-run backfill policy), so a 30-day
+backfill costs one dbt start-up, not thirty. Every asset here writes the DuckDB
+warehouse, so all of them share one concurrency pool of size 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any, Mapping
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from assets.partitions import DAILY, dbt_vars_for_window
+from assets.resources import StorageResource
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt"
+WAREHOUSE_POOL = "duckdb_warehouse"
+
+# dbt asks the network for its version and sends usage stats; neither is allowed here.
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+os.environ.setdefault("DBT_VERSION_CHECK", "false")
+
+
+class InferledgerDbtTranslator(DagsterDbtTranslator):
+    """Lake sources map onto the ingestion assets; models group by layer."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        return dg.AssetKey(dbt_resource_props["name"])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "source":
+            return "ingestion"
+        fqn = dbt_resource_props.get("fqn", [])
+        return "marts" if "marts" in fqn else "warehouse"
+
+
+@cache
+def dbt_project() -> DbtProject:
+    """The dbt project, with its manifest parsed when missing (a fresh clone)."""
+    project = DbtProject(project_dir=DBT_PROJECT_DIR)
+    if not project.manifest_path.exists():
+        os.environ.setdefault("INFERLEDGER_LAKE", str(Path.cwd() / "data" / "lake"))
+        os.environ.setdefault("INFERLEDGER_WAREHOUSE", str(Path.cwd() / "data" / "warehouse.duckdb"))
+        project.preparer.prepare(project)
+    else:
+        project.prepare_if_dev()
+    return project
+
+
+@cache
+def warehouse_assets() -> dg.AssetsDefinition:
+    project = dbt_project()
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        partitions_def=DAILY,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        dagster_dbt_translator=InferledgerDbtTranslator(),
+        pool=WAREHOUSE_POOL,
+        name="warehouse",
+    )
+    def _warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource, storage: StorageResource):
+        # dbt reads the lake and writes the warehouse named by the storage resource.
+        os.environ["INFERLEDGER_LAKE"] = str(Path(storage.lake).resolve())
+        os.environ["INFERLEDGER_WAREHOUSE"] = str(Path(storage.warehouse).resolve())
+        window = context.partition_time_window
+        dbt_vars = dbt_vars_for_window(window.start, window.end)
+        yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+
+    return _warehouse
+
+
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(project_dir=dbt_project())

@@ -1,0 +1,117 @@
+"""The `inferledger` command line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import click
+
+from pipelines.config import Settings, load_settings
+
+DEMO_START = date(2026, 10, 1)
+
+
+def _parse_day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """inferledger: what a token costs you, per model, feature and customer, reconciled to the bill.
+
+    \b
+    Commands:
+      demo      generate a demo month (unless present) and run the whole pipeline on it
+      run       run the pipeline on any landing folder for a range of days
+      generate  write the synthetic demo month in the vendors' formats
+    """
+
+
+@main.command()
+@click.option("--landing", type=click.Path(path_type=Path), default=Path("data/landing"), show_default=True,
+              help="Folder to write the landing files into.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Random seed; same seed, same files.")
+@click.option("--start", "start", callback=_parse_day, default=DEMO_START.isoformat(), show_default=True,
+              help="First day of the generated data (UTC).")
+@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True, help="Number of days.")
+@click.option("--requests-per-day", type=click.IntRange(1), default=5000, show_default=True,
+              help="Average gateway requests per day.")
+@click.option("--gpus", type=click.IntRange(1), default=27, show_default=True,
+              help="GPUs in the fleet (8-GPU nodes first, then single-GPU nodes).")
+def generate(landing: Path, seed: int, start: date, days: int, requests_per_day: int, gpus: int) -> None:
+    """Write a synthetic month of an AI company (CUR 2.0, FOCUS, DCGM, LiteLLM logs, inventory).
+
+    Labelled anomalies (a one-day spike, a level shift, a new big customer) are written
+    beside the data in anomaly_labels.json.
+    """
+    from pipelines.demo.generate import generate as run_generate
+
+    t0 = time.perf_counter()
+    summary = run_generate(landing, seed=seed, start=start, days=days,
+                           requests_per_day=requests_per_day, gpus=gpus)
+    click.echo(f"Wrote {days} days from {start} into {landing} in {time.perf_counter() - t0:.1f}s")
+    for source, stats in summary.items():
+        click.echo(f"  {source}: {stats}")
+
+
+def _run(settings: Settings, start: date, end: date) -> None:
+    from pipelines.runner import run_range
+    from pipelines.summary import format_summary, read_summary
+
+    total_days = (end - start).days + 1
+    t0 = time.perf_counter()
+    with click.progressbar(length=total_days, label="Ingesting days", file=sys.stderr) as bar:
+        run_range(settings, start, end, on_chunk=lambda chunk: bar.update(len(chunk)))
+    click.echo(f"Built the warehouse for {start}..{end} in {time.perf_counter() - t0:.1f}s\n")
+    click.echo(format_summary(read_summary(settings.warehouse)))
+    click.echo(f"\nWarehouse (DuckDB): {Path(settings.warehouse).resolve()}")
+
+
+@main.command()
+@click.option("--landing", type=str, required=True, help="Landing folder or s3://bucket/prefix.")
+@click.option("--warehouse", type=click.Path(path_type=Path), required=True, help="DuckDB warehouse file.")
+@click.option("--lake", type=click.Path(path_type=Path), default=None,
+              help="Parquet lake folder [default: 'lake' beside the warehouse].")
+@click.option("--start", callback=_parse_day, required=True, help="First day, YYYY-MM-DD (UTC).")
+@click.option("--end", callback=_parse_day, required=True, help="Last day, YYYY-MM-DD, inclusive.")
+def run(landing: str, warehouse: Path, lake: Path | None, start: date, end: date) -> None:
+    """Ingest a landing folder for START..END (inclusive) and build the marts."""
+    if end < start:
+        raise click.BadParameter(f"--end {end} is before --start {start}")
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    lake = lake or warehouse.parent / "lake"
+    _run(Settings(landing=landing, lake=str(lake), warehouse=str(warehouse)), start, end)
+
+
+@main.command()
+@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True,
+              help="Days to generate when the landing folder is empty.")
+@click.option("--requests-per-day", type=click.IntRange(1), default=5000, show_default=True)
+def demo(days: int, requests_per_day: int) -> None:
+    """Generate the demo month into ./data/landing (unless there) and run the whole pipeline."""
+    from pipelines.demo.generate import LABELS_FILE, demo_range, generate as run_generate
+
+    settings = load_settings()
+    landing = Path(settings.landing)
+    labels = landing / LABELS_FILE
+    if labels.exists():
+        click.echo(f"Using the demo data already in {landing} (delete it to regenerate)")
+    else:
+        t0 = time.perf_counter()
+        run_generate(landing, days=days, requests_per_day=requests_per_day)
+        click.echo(f"Generated {days} demo days into {landing} in {time.perf_counter() - t0:.1f}s")
+    start, end = demo_range(labels)
+    Path(settings.warehouse).parent.mkdir(parents=True, exist_ok=True)
+    _run(settings, start, end)
+
+
+if __name__ == "__main__":
+    main()
