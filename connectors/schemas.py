@@ -80,6 +80,7 @@ GPU_HOURLY: dict[str, pl.DataType] = {
     "gpu_index": pl.Int32,
     "gpu_model": pl.String,
     "mig_profile": pl.String,
+    "mig_instance_id": pl.String,
     "gpu_fraction": pl.Float64,  # 1.0 for a whole GPU, 1/7 for a 1g MIG slice, ...
     "k8s_namespace": pl.String,
     "k8s_pod": pl.String,
