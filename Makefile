@@ -9,7 +9,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DBT_VERSION_CHECK := false
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install demo test dev bench clean
+.PHONY: install system-deps demo test dev bench clean
 
 install: $(STAMP) $(MANIFEST)
 
@@ -32,7 +32,15 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: install
 	$(BIN)/inferledger demo
 
-test: install
+# The servers the tests start for real (Prometheus, PostgreSQL, headless Chromium).
+system-deps:
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null \
+		&& [ -x /usr/lib/postgresql/15/bin/initdb ] && command -v chromium >/dev/null; then :; else \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			prometheus postgresql chromium; fi
+
+test: install system-deps
 	$(BIN)/pytest
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
