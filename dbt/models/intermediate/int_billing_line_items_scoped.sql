@@ -1,0 +1,79 @@
+-- Every bill line of the window (plus the lookback) with its scope: what the inference
+-- economics allocate (GPU compute, shared platform) and why everything else is left out.
+
+with
+
+lines as (
+
+    select * from {{ ref('stg_lake__billing_line_items') }}
+    -- Partition pruning; the lookback brings in lines that started before the window but
+    -- whose charge period reaches into it (monthly or multi-day lines).
+    where partition_date >= cast({{ dbt.dateadd('day', -1 * var('billing_lookback_days'), window_start_date()) }} as date)
+        and partition_date < {{ window_end_date() }}
+
+),
+
+gpu_catalog as (
+
+    select instance_type, gpu_count from {{ ref('gpu_instance_catalog') }}
+
+),
+
+shared_cost_rules as (
+
+    select * from {{ ref('shared_cost_rules') }}
+
+),
+
+-- A line matching several rules still counts once.
+shared_rule_matches as (
+
+    select
+        lines.billing_line_key,
+        min(shared_cost_rules.rule_id) as shared_rule_id
+    from lines
+    inner join shared_cost_rules
+        on (
+            shared_cost_rules.match_type = 'tag'
+            and {{ json_text_value('lines.tags', 'shared_cost_rules.tag_key') }} = shared_cost_rules.tag_value
+        )
+        or (
+            shared_cost_rules.match_type = 'service'
+            and lines.service_name = shared_cost_rules.service_name
+        )
+    group by lines.billing_line_key
+
+),
+
+scoped as (
+
+    select
+        lines.*,
+        cast(lines.charge_period_start as date) as usage_date,
+        gpu_catalog.gpu_count,
+        shared_rule_matches.shared_rule_id,
+        case
+            -- Tax, credits, purchases (upfront fees) and adjustments are not inference usage.
+            when coalesce(lines.charge_category, '') <> 'Usage' then 'not_usage'
+            -- Unused commitment is a cost of the commitment, not of any workload.
+            when lines.commitment_discount_status = 'Unused' then 'unused_commitment'
+            when gpu_catalog.instance_type is not null then 'gpu_compute'
+            when shared_rule_matches.shared_rule_id is not null then 'shared_platform'
+            else 'other_service'
+        end as scope_reason,
+        -- Hours the line is spread over; lines with no or an empty period count as one hour.
+        case
+            when lines.charge_period_end is null then 1
+            when {{ dbt.datediff('lines.charge_period_start', 'lines.charge_period_end', 'hour') }} < 1 then 1
+            else {{ dbt.datediff('lines.charge_period_start', 'lines.charge_period_end', 'hour') }}
+        end as charge_period_hours
+    from lines
+    left join gpu_catalog on lines.instance_type = gpu_catalog.instance_type
+    left join shared_rule_matches on lines.billing_line_key = shared_rule_matches.billing_line_key
+
+)
+
+select
+    *,
+    scope_reason in ('gpu_compute', 'shared_platform') as in_scope
+from scoped

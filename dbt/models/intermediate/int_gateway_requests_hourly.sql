@@ -1,0 +1,58 @@
+-- Gateway requests of the run window summed to the mart grain. Only successful requests
+-- carry tokens (and therefore cost); failures are counted.
+
+with
+
+requests as (
+
+    select * from {{ ref('stg_lake__gateway_requests') }}
+    where {{ in_run_window('partition_date') }}
+
+),
+
+keyed as (
+
+    select
+        {{ dbt.date_trunc('hour', 'ts_start') }} as hour_start,
+        coalesce(is_self_hosted, false) as is_self_hosted,
+        coalesce(provider, 'unknown') as gateway_provider,
+        coalesce(model_served, model_requested, 'unknown') as model,
+        coalesce(deployment, model_served, model_requested, 'unknown') as deployment,
+        coalesce(customer_id, 'unknown') as customer_id,
+        coalesce(feature, 'unknown') as feature,
+        case when status = 'success' then 1 else 0 end as is_success,
+        coalesce(input_uncached_tokens, 0) as input_uncached_tokens,
+        coalesce(cache_read_tokens, 0) as cache_read_tokens,
+        coalesce(cache_write_tokens, 0) as cache_write_tokens,
+        coalesce(output_tokens, 0) as output_tokens,
+        coalesce(reasoning_tokens, 0) as reasoning_tokens
+    from requests
+
+)
+
+select
+    hour_start,
+    cast(hour_start as date) as usage_date,
+    is_self_hosted,
+    gateway_provider,
+    model,
+    deployment,
+    customer_id,
+    feature,
+    cast(sum(is_success) as bigint) as requests,
+    cast(sum(1 - is_success) as bigint) as failed_requests,
+    cast(sum(is_success * input_uncached_tokens) as bigint) as input_uncached_tokens,
+    cast(sum(is_success * cache_read_tokens) as bigint) as cache_read_tokens,
+    cast(sum(is_success * cache_write_tokens) as bigint) as cache_write_tokens,
+    cast(sum(is_success * output_tokens) as bigint) as output_tokens,
+    cast(sum(is_success * reasoning_tokens) as bigint) as reasoning_tokens,
+    -- GPU time per token differs by bucket: prefill (uncached input, and cache writes,
+    -- which are prefilled too) at w_input, a cached prefix at w_cache_read, decode at w_output.
+    cast(sum(is_success * (
+        {{ var('w_input') }} * (input_uncached_tokens + cache_write_tokens)
+        + {{ var('w_cache_read') }} * cache_read_tokens
+        + {{ var('w_output') }} * output_tokens
+    )) as double) as weighted_tokens,
+    cast(sum(is_success * {{ var('w_output') }} * output_tokens) as double) as weighted_output_tokens
+from keyed
+group by hour_start, is_self_hosted, gateway_provider, model, deployment, customer_id, feature

@@ -1,0 +1,63 @@
+-- GPU compute from the bill per instance and hour, with the deployment it served (from the
+-- fleet inventory) or null: an instance-hour nobody claims is unattributed cost.
+
+with
+
+gpu_lines as (
+
+    select * from {{ ref('int_in_scope_costs_hourly') }}
+    where scope_reason = 'gpu_compute'
+
+),
+
+inventory as (
+
+    select * from {{ ref('stg_lake__fleet_inventory') }}
+
+),
+
+-- Several lines make one instance-hour (CUR: covered usage plus its Savings Plan negation).
+instance_hours as (
+
+    select
+        hour_start,
+        usage_date,
+        provider,
+        billing_currency,
+        resource_id,
+        instance_type,
+        max(gpu_count) as gpu_count,
+        sum(effective_cost) as effective_cost
+    from gpu_lines
+    group by hour_start, usage_date, provider, billing_currency, resource_id, instance_type
+
+),
+
+-- An inventory listing the same resource twice for one hour must not double its cost;
+-- if the listings disagree on the deployment, the first name wins. Ids compare without
+-- case: Azure exports write ARM resource ids in lower case, inventories often do not.
+deployment_matches as (
+
+    select
+        instance_hours.hour_start,
+        instance_hours.provider,
+        instance_hours.resource_id,
+        min(inventory.deployment) as deployment
+    from instance_hours
+    inner join inventory
+        on lower(inventory.provider) = lower(instance_hours.provider)
+        and lower(inventory.resource_id) = lower(instance_hours.resource_id)
+        and (inventory.valid_from is null or inventory.valid_from <= instance_hours.hour_start)
+        and (inventory.valid_to is null or instance_hours.hour_start < inventory.valid_to)
+    group by instance_hours.hour_start, instance_hours.provider, instance_hours.resource_id
+
+)
+
+select
+    instance_hours.*,
+    deployment_matches.deployment
+from instance_hours
+left join deployment_matches
+    on instance_hours.hour_start = deployment_matches.hour_start
+    and instance_hours.provider = deployment_matches.provider
+    and instance_hours.resource_id = deployment_matches.resource_id

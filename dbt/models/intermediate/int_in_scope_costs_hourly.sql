@@ -1,0 +1,61 @@
+-- In-scope bill lines spread evenly over the hours of their charge period (CUR lines are
+-- hourly already; FOCUS daily lines become 24 hours), keeping only the hours in the run
+-- window so a rerun of one window never touches another window's days.
+
+with
+
+lines as (
+
+    select
+        billing_line_key,
+        provider,
+        billing_currency,
+        scope_reason,
+        resource_id,
+        instance_type,
+        gpu_count,
+        shared_rule_id,
+        charge_period_start,
+        charge_period_hours,
+        effective_cost
+    from {{ ref('int_billing_line_items_scoped') }}
+    where in_scope
+
+),
+
+hour_offsets as (
+
+    select n from {{ ref('hour_offsets') }}
+
+),
+
+spread as (
+
+    -- Hourly lines (most of a CUR) pass through: exact cost, and no join for them.
+    select
+        billing_line_key, provider, billing_currency, scope_reason, resource_id,
+        instance_type, gpu_count, shared_rule_id,
+        {{ dbt.date_trunc('hour', 'charge_period_start') }} as hour_start,
+        effective_cost
+    from lines
+    where charge_period_hours = 1
+
+    union all
+
+    select
+        lines.billing_line_key, lines.provider, lines.billing_currency, lines.scope_reason,
+        lines.resource_id, lines.instance_type, lines.gpu_count, lines.shared_rule_id,
+        {{ dbt.date_trunc('hour', dbt.dateadd('hour', 'hour_offsets.n', 'lines.charge_period_start')) }} as hour_start,
+        {{ allocate('lines.effective_cost', 1, 'lines.charge_period_hours') }} as effective_cost
+    from lines
+    inner join hour_offsets on hour_offsets.n < lines.charge_period_hours
+    where lines.charge_period_hours > 1
+
+)
+
+select
+    *,
+    cast(hour_start as date) as usage_date
+from spread
+where hour_start >= {{ window_start_ts() }}
+    and hour_start < {{ window_end_ts() }}

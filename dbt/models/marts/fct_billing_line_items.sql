@@ -1,0 +1,53 @@
+{{ config(
+    unique_key='usage_date',
+    pre_hook="{{ delete_run_window('usage_date') }}",
+) }}
+
+-- Every bill line, in scope or not, so the bill's total is always reproducible from the marts.
+
+select
+    billing_line_key,
+    source,
+    source_file,
+    source_line_id,
+    provider,
+    publisher,
+    invoice_issuer,
+    billing_account_id,
+    sub_account_id,
+    billing_period_start,
+    charge_period_start,
+    charge_period_end,
+    charge_category,
+    charge_class,
+    charge_frequency,
+    charge_type,
+    pricing_category,
+    service_name,
+    service_category,
+    region_id,
+    resource_id,
+    resource_name,
+    resource_type,
+    instance_type,
+    sku_id,
+    usage_type,
+    consumed_quantity,
+    consumed_unit,
+    pricing_quantity,
+    pricing_unit,
+    commitment_discount_id,
+    commitment_discount_status,
+    billed_cost,
+    effective_cost,
+    list_cost,
+    contracted_cost,
+    billing_currency,
+    tags,
+    export_version,
+    usage_date,
+    in_scope,
+    scope_reason,
+    shared_rule_id
+from {{ ref('int_billing_line_items_scoped') }}
+where {{ in_run_window('usage_date') }}
