@@ -5,7 +5,6 @@ warehouse. Every partition written also gets a manifest row (files read, rows re
 written, quarantined) and its quarantine partition, so nothing is dropped silently.
 """
 
-from __future__ import annotations
 
 import json
 from collections import Counter

@@ -6,10 +6,10 @@ backfill costs one dbt start-up, not thirty. Every asset here writes the DuckDB
 warehouse, so all of them share one concurrency pool of size 1.
 """
 
-from __future__ import annotations
 
 import json
 import os
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any, Mapping
@@ -79,4 +79,5 @@ def warehouse_assets() -> dg.AssetsDefinition:
 
 
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project())
+    # The dbt installed beside this interpreter, whether or not the venv is on PATH.
+    return DbtCliResource(project_dir=dbt_project(), dbt_executable=str(Path(sys.executable).parent / "dbt"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from datetime import date
@@ -59,7 +60,8 @@ def generate(landing: Path, seed: int, start: date, days: int, requests_per_day:
                            requests_per_day=requests_per_day, gpus=gpus)
     click.echo(f"Wrote {days} days from {start} into {landing} in {time.perf_counter() - t0:.1f}s")
     for source, stats in summary.items():
-        click.echo(f"  {source}: {stats}")
+        shown = {k: (len(v) if isinstance(v, list) else v) for k, v in stats.items() if not isinstance(v, dict)}
+        click.echo(f"  {source}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
 
 
 def _run(settings: Settings, start: date, end: date) -> None:
@@ -67,10 +69,14 @@ def _run(settings: Settings, start: date, end: date) -> None:
     from pipelines.summary import format_summary, read_summary
 
     total_days = (end - start).days + 1
+    log_path = Path(settings.warehouse).with_suffix(".run.log")
     t0 = time.perf_counter()
-    with click.progressbar(length=total_days, label="Ingesting days", file=sys.stderr) as bar:
-        run_range(settings, start, end, on_chunk=lambda chunk: bar.update(len(chunk)))
-    click.echo(f"Built the warehouse for {start}..{end} in {time.perf_counter() - t0:.1f}s\n")
+    # dbt's own progress lines go to a log file beside the warehouse, not over the summary.
+    with open(log_path, "w") as log, contextlib.redirect_stdout(log):
+        with click.progressbar(length=total_days, label="Ingesting days", file=sys.stderr) as bar:
+            run_range(settings, start, end, on_chunk=lambda chunk: bar.update(len(chunk)))
+    click.echo(f"Built the warehouse for {start}..{end} in {time.perf_counter() - t0:.1f}s "
+               f"(dbt log: {log_path})\n")
     click.echo(format_summary(read_summary(settings.warehouse)))
     click.echo(f"\nWarehouse (DuckDB): {Path(settings.warehouse).resolve()}")
 

@@ -7,7 +7,6 @@ import os
 import dagster as dg
 
 from assets.ingestion import INGESTION_ASSETS
-from assets.partitions import DAILY
 from assets.resources import StorageResource
 from assets.warehouse import dbt_resource, warehouse_assets
 from pipelines.config import Settings, load_settings
@@ -27,7 +26,6 @@ def resources(settings: Settings) -> dict[str, object]:
 daily_refresh = dg.define_asset_job(
     "daily_refresh",
     selection=dg.AssetSelection.all(),
-    partitions_def=DAILY,
     description="Ingest every source for a day and rebuild the warehouse and marts for it.",
 )
 

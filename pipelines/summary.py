@@ -10,7 +10,7 @@ import duckdb
 
 @dataclass
 class Summary:
-    models: list[tuple]  # provider, model, deployment, tokens, cost, cost per 1M tokens
+    models: list[tuple]  # provider, model, deployment, tokens, cost, per 1M: loaded, busy; idle share
     customers: list[tuple]  # customer, requests, cost
     features: list[tuple]  # feature, requests, cost
     reconciliation: list[tuple]  # provider, currency, days, days passed, max |residual|
@@ -24,7 +24,9 @@ def read_summary(warehouse: str, top: int = 5) -> Summary:
             select provider, model, deployment,
                    sum(total_tokens) as tokens,
                    sum(fully_loaded_cost) as cost,
-                   sum(fully_loaded_cost) * 1000000 / nullif(sum(total_tokens), 0) as per_1m
+                   sum(fully_loaded_cost) * 1000000 / nullif(sum(total_tokens), 0) as per_1m,
+                   sum(busy_cost) * 1000000 / nullif(sum(total_tokens), 0) as busy_per_1m,
+                   sum(idle_cost) / nullif(sum(busy_cost) + sum(idle_cost), 0) as idle_share
             from cost_per_token_daily
             group by all
             order by per_1m desc nulls last
@@ -65,10 +67,13 @@ def _money(x: object) -> str:
 
 def format_summary(s: Summary) -> str:
     lines = [f"Inference cost in the marts: {_money(s.total_cost)} (USD)", ""]
-    lines.append("Models by fully loaded cost per 1M tokens:")
-    for provider, model, deployment, tokens, cost, per_1m in s.models:
-        where = deployment or provider
-        lines.append(f"  {model:<40} {where:<26} {_money(per_1m):>10} /1M   {int(tokens or 0):>14,} tokens  {_money(cost):>12}")
+    lines.append("Models by cost per 1M tokens (fully loaded, busy-only; idle share of GPU cost):")
+    for provider, model, deployment, tokens, cost, per_1m, busy_1m, idle in s.models:
+        idle_txt = "" if idle is None else f"  idle {float(idle):5.1%}"
+        lines.append(
+            f"  {model:<36} {deployment or provider:<24} {_money(per_1m):>9} /1M  busy {_money(busy_1m):>9}"
+            f"{idle_txt}  {int(tokens or 0):>13,} tokens  {_money(cost):>12}"
+        )
     lines += ["", "Top customers by cost:"]
     for customer, requests, cost in s.customers:
         lines.append(f"  {customer:<24} {int(requests or 0):>10,} requests  {_money(cost):>12}")

@@ -6,7 +6,7 @@
 --    a cent, in the billing currency. It assumes the lines reaching into a checked day were
 --    built by some run (true when days are built in order, as the schedule does).
 
-{{ config(severity='error', tags=['conservation']) }}
+{{ config(severity='error', tags=['conservation'], meta={'dagster': {'ref': {'name': 'billing_reconciliation_daily'}}}) }}
 
 with
 
