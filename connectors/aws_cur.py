@@ -42,6 +42,7 @@ Bedrock token lines (product `AmazonBedrock`, usage types with `InputToken` /
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Callable
@@ -55,8 +56,8 @@ import polars as pl
 from connectors.currency import currency_reason, money_reason, normalized_currency, to_money
 from connectors.focus import content_ids, parse_utc, read_table, timestamp_reason
 from connectors.landing import LandingObject, LandingStore
-from connectors.result import ParseResult, SourceFormatError, split_valid
-from connectors.schemas import BILLING_LINE_ITEMS, QUANTITY, conform
+from connectors.result import ParseResult, SourceFormatError
+from connectors.schemas import BILLING_LINE_ITEMS, QUANTITY, QUARANTINE, TS, conform, empty
 
 SOURCES = {"cur2": "aws_cur", "cur1": "aws_cur_legacy"}
 PROVIDER = "AWS"
@@ -112,6 +113,19 @@ TEXT_COLUMNS = [
     "split_line_item_parent_resource_id",
 ]
 
+# The CUR 2.0 names the mapping reads. An export has many more (CUR 2.0 ~125 columns);
+# they are read only for a quarantined row's raw record.
+USED_COLUMNS = frozenset(
+    [
+        *REQUIRED,
+        *MONEY_COLUMNS,
+        *TEXT_COLUMNS,
+        "line_item_usage_amount",
+        "bill_billing_period_start_date",
+        "product_product_name",
+    ]
+)
+
 USAGE_TYPES = ["Usage", "DiscountedUsage", "SavingsPlanCoveredUsage"]
 CHARGE_CATEGORY = {
     "Usage": "Usage",
@@ -159,6 +173,9 @@ SERVICE_CATEGORY = {
     "AWSSecretsManager": "Security",
 }
 
+# Lines normalized at a time: big enough for vectorized work, small beside a month.
+BATCH_ROWS = 100_000
+
 # Reads a staged (already parsed) column by its lake-side name.
 Staged = Callable[[str], pl.Expr]
 
@@ -203,61 +220,121 @@ def _canonical_names(columns: list[str]) -> tuple[dict[str, str], dict[str, str]
     return renames, tag_columns
 
 
-def _tags_expr(df: pl.DataFrame, tag_columns: dict[str, str], source_file: str) -> pl.Expr:
+def _json_text(expr: pl.Expr) -> pl.Expr:
+    """A value as JSON (a quoted, escaped string; an object for a map).
+
+    json_encode serializes structs only: wrap the value, encode, unwrap the text.
+    """
+    return pl.struct(expr.alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}")
+
+
+def _tags_expr(schema: pl.Schema, tag_columns: dict[str, str]) -> pl.Expr:
     """Tags as JSON object text: `user_` / `user:` prefixes stripped, empty values dropped,
-    plus the split-cost figures of split lines. Null when a line has no tags."""
-    entry = pl.Struct({"key": pl.String, "value": pl.String})
-    lists: list[pl.Expr] = []
-    if "resource_tags" in df.columns:
-        try:
-            df.select(pl.col("resource_tags").str.json_decode(pl.Map(pl.String, pl.String)))
-        except pl.exceptions.PolarsError as exc:
-            raise SourceFormatError(
-                f"{source_file}: column resource_tags holds text that is not a JSON object"
-                f" ({exc}); re-deliver the export"
-            ) from exc
-        lists.append(
-            pl.col("resource_tags")
-            .str.json_decode(pl.Map(pl.String, pl.String))
-            .map.entries()
+    plus the split-cost figures of split lines. Null when a line has no tags.
+
+    `resource_tags` is a map in CUR 2.0 Parquet and JSON text in CSV exports. The object
+    is built as text, member by member: a list of key/value structs per line is several
+    times slower on millions of lines.
+    """
+    as_map = pl.Map(pl.String, pl.String)
+    members: list[pl.Expr] = []  # each `"key":"value",...` without braces, or null
+    if "resource_tags" in schema:
+        tags = pl.col("resource_tags")
+        if schema["resource_tags"] != as_map:
+            tags = tags.cast(pl.String).str.json_decode(as_map)
+        entries = (
+            tags.map.entries()
             .list.eval(
                 pl.struct(
                     pl.element().struct.field("key").str.strip_prefix("user_").alias("key"),
                     pl.element().struct.field("value"),
                 )
             )
-            .fill_null(pl.lit([], dtype=pl.List(entry)))
+            .list.filter(pl.element().struct.field("value").fill_null("") != "")
+            .fill_null(pl.lit([], dtype=pl.List(pl.Struct({"key": pl.String, "value": pl.String}))))
         )
+        # An empty map encodes as `{}`: its empty body becomes null, not a member.
+        # (`replace`, not when/then: a branch would evaluate the whole chain twice.)
+        body = _json_text(entries.list.to_map()).str.slice(1).str.strip_suffix("}")
+        members.append(body.replace("", None))
     extra = dict(tag_columns)
     for col, label in [
         ("split_line_item_parent_resource_id", "split:parent_resource_id"),
         ("split_line_item_split_cost", "split:cost"),
         ("split_line_item_unused_cost", "split:unused_cost"),
     ]:
-        if col in df.columns:
+        if col in schema:
             extra[col] = label
-    if extra:
-        lists.append(
-            pl.concat_list(
-                [
-                    pl.struct(pl.lit(key).alias("key"), pl.col(col).alias("value"))
-                    for col, key in extra.items()
-                ]
+    for col, key in extra.items():
+        value = pl.col(col).cast(pl.String)
+        members.append(
+            pl.when(value.fill_null("") != "").then(
+                pl.concat_str(pl.lit(json.dumps(key) + ":"), _json_text(value))
             )
         )
-    if not lists:
+    if not members:
         return pl.lit(None, dtype=pl.String)
-    entries = pl.concat_list(lists).list.eval(
-        pl.element().filter(pl.element().struct.field("value").fill_null("") != "")
+    body = pl.concat_str(members, separator=",", ignore_nulls=True).replace("", None)
+    return pl.concat_str(pl.lit("{"), body, pl.lit("}"))  # null when there is no member
+
+
+def _scan(data: Path | bytes) -> tuple[pl.LazyFrame, list[str]]:
+    """A lazy scan of the columns of a CUR file the mapping uses, as the file types
+    them, with `_row_number`; and the file's full column list.
+
+    CUR 2.0 writes ~125 columns and the mapping reads about 40: the rest stay on disk
+    (a quarantined row is re-read whole for its raw record). Blank CSV lines keep their
+    row number and are dropped.
+    """
+    if isinstance(data, Path):
+        with data.open("rb") as fh:
+            magic = fh.read(4)
+    else:
+        magic = data[:4]
+    if magic == b"PAR1":
+        scan = pl.scan_parquet(data if isinstance(data, Path) else io.BytesIO(data))
+    else:
+        # polars decompresses gzip itself; every column stays text, NULL spellings null.
+        scan = pl.scan_csv(
+            data, infer_schema=False, null_values=["NULL", "null"], raise_if_empty=False
+        )
+    columns = scan.collect_schema().names()
+    wanted = _used_columns(columns)
+    scan = scan.select(wanted).with_row_index("_row_number", offset=1)
+    if wanted:
+        scan = scan.filter(~pl.all_horizontal([pl.col(c).is_null() for c in wanted]))
+    return scan.with_columns(pl.col("_row_number").cast(pl.Int64)), columns
+
+
+def _used_columns(columns: list[str]) -> list[str]:
+    renames, tag_columns = _canonical_names(columns)
+    return [c for c in columns if renames.get(c, c) in USED_COLUMNS or c in tag_columns]
+
+
+def _utc_times(series: pl.Series) -> pl.Series:
+    """A timestamp column as UTC: typed ones converted, text parsed.
+
+    Text is parsed once per distinct value: a month of CUR has a few hundred distinct
+    hours over millions of lines.
+    """
+    if isinstance(series.dtype, pl.Datetime):
+        if series.dtype.time_zone is None:
+            return series.dt.replace_time_zone("UTC").cast(TS)
+        return series.dt.convert_time_zone("UTC").cast(TS)
+    text = series.cast(pl.String)
+    distinct = text.unique()
+    parsed = pl.select(parse_utc(pl.lit(distinct))).to_series()
+    return text.replace_strict(distinct, parsed, default=None, return_dtype=TS)
+
+
+def _raw_records(data: Path | bytes, source_file: str, row_numbers: pl.Series) -> pl.DataFrame:
+    """Whole records (every column, as text) of the rows being quarantined."""
+    full = read_table(data, source_file=source_file)
+    wanted = full.filter(pl.col("_row_number").is_in(row_numbers.implode()))
+    columns = [c for c in full.columns if c != "_row_number"]
+    return wanted.select(
+        pl.col("_row_number"), pl.struct(columns).struct.json_encode().alias("raw")
     )
-    # json_encode serializes structs only: wrap the map, encode, unwrap the text.
-    encoded = (
-        pl.struct(entries.list.to_map().alias("v"))
-        .struct.json_encode()
-        .str.slice(5)
-        .str.strip_suffix("}")
-    )
-    return pl.when(entries.list.len() > 0).then(encoded).otherwise(None)
 
 
 def read_cur_file(
@@ -273,17 +350,25 @@ def read_cur_file(
     Rows with an unparseable timestamp, a non-numeric cost, a missing or unknown currency,
     or no defined effective cost go to quarantine; a missing required column raises
     SourceFormatError.
+
+    The file is scanned lazily (only the columns the mapping uses) and normalized in
+    batches of BATCH_ROWS lines, so a month of CUR is never held whole beside its result.
     """
     if fmt not in SOURCES:
         raise ValueError(f"fmt must be 'cur2' or 'cur1', not {fmt!r}")
-    source = SOURCES[fmt]
-    df = read_table(path_or_bytes, source_file=source_file)
-    raw_columns = [c for c in df.columns if c != "_row_number"]
-    renames, tag_columns = _canonical_names(raw_columns)
-    original = {renames.get(c, c): c for c in raw_columns}
-    df = df.rename(renames)
-
-    missing = [c for c in REQUIRED if c not in df.columns]
+    try:
+        scan, all_columns = _scan(path_or_bytes)
+        renames, tag_columns = _canonical_names(all_columns)
+        used = set(_used_columns(all_columns))
+        scan = scan.rename({k: v for k, v in renames.items() if k in used})
+        schema = scan.collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise SourceFormatError(
+            f"{source_file}: cannot be read as CSV, CSV.gz or Parquet ({exc}); check the file"
+            " is a complete export"
+        ) from exc
+    original = {renames.get(c, c): c for c in all_columns}
+    missing = [c for c in REQUIRED if c not in schema]
     if missing:
         raise SourceFormatError(
             f"{source_file}: required CUR column(s) {missing} missing; this is not a complete"
@@ -292,20 +377,25 @@ def read_cur_file(
         )
 
     def raw(name: str) -> pl.Expr:
-        return pl.col(name) if name in df.columns else pl.lit(None, dtype=pl.String)
+        """A source column as text (Parquet numbers become their shortest round-trip text)."""
+        if name not in schema:
+            return pl.lit(None, dtype=pl.String)
+        return pl.col(name).cast(pl.String) if schema[name] != pl.String else pl.col(name)
 
+    times = {
+        "charge_period_start": "line_item_usage_start_date",
+        "charge_period_end": "line_item_usage_end_date",
+        "billing_period_start_raw": "bill_billing_period_start_date",
+    }
     parsed: dict[str, pl.Expr] = {
         **{c: to_money(raw(c)) for c in MONEY_COLUMNS},
         "usage_amount": raw("line_item_usage_amount")
         .str.strip_chars()
         .str.to_decimal(scale=QUANTITY.scale),
-        "charge_period_start": parse_utc(raw("line_item_usage_start_date")),
-        "charge_period_end": parse_utc(raw("line_item_usage_end_date")),
-        "billing_period_start_raw": parse_utc(raw("bill_billing_period_start_date")),
+        **{k: pl.lit(None, dtype=TS) for k, c in times.items() if c not in schema},
         "billing_currency": normalized_currency(raw("line_item_currency_code")),
-        "tags": _tags_expr(df, tag_columns, source_file),
+        "tags": _tags_expr(schema, tag_columns),
     }
-    staged = df.with_columns([e.alias(f"__{k}") for k, e in parsed.items()])
 
     def p(name: str) -> pl.Expr:
         return pl.col(f"__{name}")
@@ -316,11 +406,14 @@ def read_cur_file(
     ).str.contains("EKSPod-EC2|ECSTask-EC2").fill_null(False)
     ri_arn = raw("reservation_reservation_a_r_n")
     effective, needs = _effective_cost(line_type, is_split, ri_arn, p)
-    staged = staged.with_columns(effective.alias("__effective_cost"))
 
-    reasons = [
-        money_reason(raw(c), p(c), original.get(c, c)) for c in MONEY_COLUMNS if c in df.columns
-    ]
+    def time_reason(key: str, *, required: bool) -> pl.Expr:
+        column = times[key]
+        return timestamp_reason(
+            raw(column), p(key), original.get(column, column), required=required
+        )
+
+    reasons = [money_reason(raw(c), p(c), original.get(c, c)) for c in MONEY_COLUMNS if c in schema]
     reasons += [
         pl.when(raw("line_item_line_item_type").is_null()).then(
             pl.lit("missing line_item_line_item_type")
@@ -335,24 +428,9 @@ def read_cur_file(
                 pl.lit(original.get("line_item_usage_amount", "line_item_usage_amount")),
             )
         ),
-        timestamp_reason(
-            raw("line_item_usage_start_date"),
-            p("charge_period_start"),
-            original["line_item_usage_start_date"],
-            required=True,
-        ),
-        timestamp_reason(
-            raw("line_item_usage_end_date"),
-            p("charge_period_end"),
-            original["line_item_usage_end_date"],
-            required=True,
-        ),
-        timestamp_reason(
-            raw("bill_billing_period_start_date"),
-            p("billing_period_start_raw"),
-            original.get("bill_billing_period_start_date", "bill_billing_period_start_date"),
-            required=False,
-        ),
+        time_reason("charge_period_start", required=True),
+        time_reason("charge_period_end", required=True),
+        time_reason("billing_period_start_raw", required=False),
         currency_reason(p("billing_currency"), original["line_item_currency_code"]),
     ]
     reason = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
@@ -364,29 +442,114 @@ def read_cur_file(
         .when(pl.col("__effective_cost").is_null())
         .then(pl.format("no effective cost for a {} line: {} is empty", line_type, needs))
     )
-    # Quarantine keeps the row under the file's own column names.
-    staged = staged.with_columns(reason.alias("__reason")).rename(
-        {v: k for k, v in renames.items()}
-    )
-    good, quarantined = split_valid(
-        staged,
-        pl.col("__reason"),
-        source=source,
-        source_file=source_file,
-        keep_raw=raw_columns,
-    )
-    good = good.rename(renames)
-    rows = good.select(
-        _line_items(good, line_type, is_split, ri_arn, p, source, source_file, export_version)
-    )
+    source = SOURCES[fmt]
+    has_identity = {"identity_line_item_id", "identity_time_interval"} <= set(schema)
+    stages = [
+        [e.alias(f"__{k}") for k, e in parsed.items()],
+        [effective.alias("__effective_cost")],
+        [
+            pl.col("_row_number"),
+            reason.alias("__reason"),
+            *_line_items(schema, line_type, ri_arn, p, source, source_file, export_version),
+            _line_key(schema, has_identity).alias("__line_key"),
+        ],
+    ]
+
+    def normalize(batch: pl.DataFrame) -> pl.DataFrame:
+        batch = batch.with_columns(
+            _utc_times(batch.get_column(c)).alias(f"__{k}")
+            for k, c in times.items()
+            if c in schema
+        )
+        return batch.with_columns(stages[0]).with_columns(stages[1]).select(stages[2])
+
+    try:
+        parts = [normalize(b) for b in scan.collect_batches(chunk_size=BATCH_ROWS)]
+        out = pl.concat(parts) if parts else normalize(scan.limit(0).collect())
+    except pl.exceptions.ComputeError as exc:
+        first_line = str(exc).splitlines()[0]
+        # The one value that fails a whole file rather than a row: tags that are not JSON.
+        hint = (
+            "resource_tags holds text that is not a JSON object"
+            if "json" in first_line.lower() and "resource_tags" in schema
+            else "the file does not hold what its CUR columns promise"
+        )
+        raise SourceFormatError(
+            f"{source_file}: cannot be normalized ({first_line}); {hint}: re-deliver the export"
+        ) from exc
+    bad = out.filter(pl.col("__reason").is_not_null())
+    quarantined = empty(QUARANTINE)
+    if bad.height:
+        # Quarantine keeps the whole record under the file's own column names.
+        records = _raw_records(path_or_bytes, source_file, bad.get_column("_row_number"))
+        quarantined = conform(
+            bad.join(records, on="_row_number", how="left").select(
+                pl.lit(source).alias("source"),
+                pl.lit(source_file).alias("source_file"),
+                pl.col("_row_number").alias("row_number"),
+                pl.col("__reason").alias("reason"),
+                pl.col("raw"),
+            ),
+            QUARANTINE,
+        )
+        out = out.filter(pl.col("__reason").is_null())
+    rows_read = out.height + bad.height
+    line_ids = _line_ids(out.get_column("__line_key"), has_identity)
     result = ParseResult(
-        rows=conform(rows, BILLING_LINE_ITEMS),
+        rows=conform(
+            out.drop("_row_number", "__reason", "__line_key").with_columns(line_ids),
+            BILLING_LINE_ITEMS,
+        ),
         quarantine=quarantined,
-        rows_read=df.height,
+        rows_read=rows_read,
         files=[source_file],
     )
     result.check_balance()
     return result
+
+
+def _line_key(schema: pl.Schema, has_identity: bool) -> pl.Expr:
+    """`identity_line_item_id|identity_time_interval`, or without them the whole line's
+    text (hashed into a content id afterwards)."""
+    if has_identity:
+        return pl.concat_str("identity_line_item_id", "identity_time_interval", separator="|")
+    data = sorted(c for c in schema if not c.startswith("_"))
+    return pl.concat_str(
+        [
+            pl.concat_str(
+                pl.lit(f"{c}="),
+                # Maps (decoded tags) as their JSON text: json_encode takes structs only.
+                (
+                    _json_text(pl.col(c))
+                    if isinstance(schema[c], pl.Map)
+                    else pl.col(c).cast(pl.String)
+                ).fill_null("\x00"),
+            )
+            for c in data
+        ],
+        separator="\x1f",
+    )
+
+
+def _line_ids(keys: pl.Series, has_identity: bool) -> pl.Series:
+    """Line ids from line keys: the CUR identity, numbered where it repeats; or an md5.
+
+    An identity repeats only for the split lines of one parent: the repeats are numbered
+    (`#2`, `#3`), and only when there are any, because numbering is a window over every
+    line of the file.
+    """
+    if not has_identity:
+        return content_ids(keys.to_frame("k"), ["k"]).alias("source_line_id")
+    if not keys.is_duplicated().any():
+        return keys.alias("source_line_id")
+    key = pl.col("source_line_id")
+    n = key.cum_count().over(key)
+    return (
+        keys.alias("source_line_id")
+        .to_frame()
+        .select(pl.when(n == 1).then(key).otherwise(pl.format("{}#{}", key, n)))
+        .to_series()
+    )
 
 
 def _effective_cost(
@@ -444,9 +607,8 @@ def _effective_cost(
 
 
 def _line_items(
-    df: pl.DataFrame,
+    schema: pl.Schema,
     line_type: pl.Expr,
-    is_split: pl.Expr,
     ri_arn: pl.Expr,
     p: Staged,
     source: str,
@@ -454,23 +616,22 @@ def _line_items(
     export_version: str,
 ) -> list[pl.Expr]:
     def raw(name: str) -> pl.Expr:
-        return pl.col(name) if name in df.columns else pl.lit(None, dtype=pl.String)
+        if name not in schema:
+            return pl.lit(None, dtype=pl.String)
+        return pl.col(name).cast(pl.String) if schema[name] != pl.String else pl.col(name)
+
+    def product(key: str) -> pl.Expr:
+        """An attribute of the CUR 2.0 `product` map (a Parquet map, or JSON text in CSV)."""
+        if "product" not in schema:
+            return pl.lit(None, dtype=pl.String)
+        if isinstance(schema["product"], pl.Map):
+            return pl.col("product").map.get(key)
+        return pl.col("product").cast(pl.String).str.json_path_match(f"$.{key}")
 
     product_code = raw("line_item_product_code")
-    product_map = raw("product")
-    if {"identity_line_item_id", "identity_time_interval"} <= set(df.columns):
-        line_id = pl.concat_str(
-            raw("identity_line_item_id"), raw("identity_time_interval"), separator="|"
-        )
-        # A line id repeats only for split lines of one parent; number the repeats.
-        n = line_id.cum_count().over(line_id)
-        source_line_id = pl.when(n == 1).then(line_id).otherwise(pl.format("{}#{}", line_id, n))
-    else:
-        source_line_id = pl.lit(content_ids(df, [c for c in df.columns if not c.startswith("_")]))
     return [
         pl.lit(source).alias("source"),
         pl.lit(source_file).alias("source_file"),
-        source_line_id.alias("source_line_id"),
         pl.lit(PROVIDER).alias("provider"),
         pl.lit(PUBLISHER).alias("publisher"),
         raw("bill_invoicing_entity").alias("invoice_issuer"),
@@ -498,7 +659,7 @@ def _line_items(
         .alias("pricing_category"),
         pl.coalesce(
             raw("product_product_name"),
-            product_map.str.json_path_match("$.product_name"),
+            product("product_name"),
             raw("product_servicecode"),
             product_code,
         ).alias("service_name"),
@@ -506,11 +667,11 @@ def _line_items(
             SERVICE_CATEGORY, default="Other", return_dtype=pl.String
         ).alias("service_category"),
         pl.coalesce(
-            raw("product_region_code"), product_map.str.json_path_match("$.region_code")
+            raw("product_region_code"), product("region_code")
         ).alias("region_id"),
         raw("line_item_resource_id").alias("resource_id"),
         pl.coalesce(
-            raw("product_instance_type"), product_map.str.json_path_match("$.instance_type")
+            raw("product_instance_type"), product("instance_type")
         ).alias("instance_type"),
         raw("product_sku").alias("sku_id"),
         raw("line_item_usage_type").alias("usage_type"),
@@ -636,17 +797,16 @@ def read_export(store: LandingStore, export: CurExport) -> ParseResult:
     parts = []
     for key in export.data_keys:
         path = store.local_path(key)
-        if path is not None and not path.exists():
+        try:
+            if path is not None and not path.exists():
+                raise FileNotFoundError(path)
+            data = path if path is not None else store.read_bytes(key)
+        except FileNotFoundError as exc:
             raise SourceFormatError(
                 f"{export.manifest_key} lists {key}, which is not in the landing store;"
                 " the delivery may still be uploading: rerun once it is complete"
-            )
+            ) from exc
         parts.append(
-            read_cur_file(
-                path if path is not None else store.read_bytes(key),
-                source_file=key,
-                export_version=export.version,
-                fmt=export.format,
-            )
+            read_cur_file(data, source_file=key, export_version=export.version, fmt=export.format)
         )
     return ParseResult.concat(parts, BILLING_LINE_ITEMS)

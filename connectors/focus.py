@@ -6,7 +6,8 @@ Reads CSV, CSV.gz and Parquet as providers write them, quirks included:
 - blank lines between rows (skipped: they are not data rows, and are not counted);
 - timestamps with or without `T` and `Z`, with fractional seconds or a UTC offset;
 - enum values in the wrong case (Oracle's `Usage-based` becomes `Usage-Based`);
-- version renames: 1.3's `ServiceProviderName` / `HostProviderName` replace `ProviderName`;
+- version renames: 1.3's `HostProviderName` / `ServiceProviderName` replace `ProviderName`
+  and `PublisherName` (provider = the host, publisher = the service provider: PROVIDER_COLUMNS);
 - extension columns (`x_*`) are ignored, and so is a non-standard `Id` column, except that
   it becomes `source_line_id` when present; column names match case-insensitively
   (the 1.2 spec examples spell `SkuPriceid`).
@@ -43,7 +44,6 @@ REQUIRED = ["ChargeCategory", "ChargePeriodStart", "ChargePeriodEnd", "BilledCos
 # FOCUS column -> lake column, copied as text.
 TEXT_COLUMNS = {
     "InvoiceIssuerName": "invoice_issuer",
-    "PublisherName": "publisher",
     "BillingAccountId": "billing_account_id",
     "SubAccountId": "sub_account_id",
     "ServiceName": "service_name",
@@ -81,9 +81,18 @@ TIME_COLUMNS = {
     "ChargePeriodStart": "charge_period_start",
     "ChargePeriodEnd": "charge_period_end",
 }
-# The provider who sells: 1.0-1.2 call it ProviderName, 1.3 ServiceProviderName; the host
-# (HostProviderName, 1.3) is the fallback when neither is there.
-PROVIDER_COLUMNS = ["ProviderName", "ServiceProviderName", "HostProviderName"]
+# `provider` is the host whose capacity the money buys (DESIGN.md). FOCUS 1.3 splits 1.2's
+# ProviderName in two: HostProviderName (whose infrastructure runs it) and
+# ServiceProviderName (who makes the service available; the marketplace seller, not the
+# marketplace). The host comes first; where 1.3 says "Not Applicable" (tax, licences,
+# professional services) the service provider stands in, and 1.0-1.2 files have only
+# ProviderName, the seller, which for cloud usage is also the host.
+PROVIDER_COLUMNS = ["HostProviderName", "ServiceProviderName", "ProviderName"]
+# `publisher` is who made what was bought: 1.0-1.2's PublisherName (deprecated in 1.3 but
+# still written), else 1.3's ServiceProviderName, which names the producer outside
+# white-label resale.
+PUBLISHER_COLUMNS = ["PublisherName", "ServiceProviderName", "ProviderName"]
+NOT_APPLICABLE = "not applicable"
 
 _TS_FORMATS = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 
@@ -92,13 +101,15 @@ def parse_utc(expr: pl.Expr) -> pl.Expr:
     """Parse billing timestamps from text to UTC; null when the text is not a real instant.
 
     Accepts `2024-09-01 00:00:00`, `2024-09-01T00:00:00Z`, `...00.000Z`, 7 fractional
-    digits, a bare date and an explicit offset (`+02:00`, converted to UTC). Text without a
+    digits, a bare date, BigQuery's `2024-09-01 00:00:00 UTC` and an explicit offset
+    (`+02:00`, converted to UTC). Text without a
     zone is taken as UTC, as billing exports mean it. `2023-02-01T30:00:00Z` gives null.
     """
     text = (
         expr.cast(pl.String)
         .str.strip_chars()
-        .str.replace("T", " ", literal=True)
+        # Only the date/time separator: the `T` of a trailing `UTC` must stay.
+        .str.replace(r"^(\d{4}-\d{2}-\d{2})[Tt]", "${1} ")
         .str.replace(r"(?i)(Z|UTC|[+-]00:?00)$", "")
         .str.strip_chars()
     )
@@ -207,6 +218,12 @@ def read_table(data: bytes | Path, *, source_file: str) -> pl.DataFrame:
     return df.filter(~pl.all_horizontal([pl.col(c).is_null() for c in data_cols]))
 
 
+def _named(expr: pl.Expr) -> pl.Expr:
+    """An entity name, null when FOCUS 1.3 says there is none ("Not Applicable")."""
+    text = expr.str.strip_chars()
+    return pl.when(text.str.to_lowercase() == NOT_APPLICABLE).then(None).otherwise(text)
+
+
 def _enum(expr: pl.Expr, allowed: list[str]) -> pl.Expr:
     text = expr.str.strip_chars()
     return text.str.to_lowercase().replace_strict(
@@ -262,7 +279,8 @@ def read_focus_file(
         **{lake: raw(name) for name, lake in TEXT_COLUMNS.items()},
         "billing_currency": normalized_currency(currency),
         "tags": raw("Tags").str.json_path_match("$"),
-        "provider": pl.coalesce([raw(c) for c in PROVIDER_COLUMNS]),
+        "provider": pl.coalesce([_named(raw(c)) for c in PROVIDER_COLUMNS]),
+        "publisher": pl.coalesce([_named(raw(c)) for c in PUBLISHER_COLUMNS]),
         # FOCUS has no instance-type column; 1.2's SkuPriceDetails may name it.
         "instance_type": raw("SkuPriceDetails").str.json_path_match("$.InstanceType"),
         "source_line_id": raw("Id") if col("Id") else pl.lit(content_ids(df, raw_columns)),

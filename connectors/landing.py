@@ -92,7 +92,9 @@ class S3Store:
         paginator = self.client.get_paginator("list_objects_v2")
         out = []
         strip = len(self.prefix) + 1 if self.prefix else 0
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._full(prefix)):
+        # A prefix names a folder, as in LocalStore: `aws_cur` must not list `aws_cur_old/`.
+        folder = self._full(prefix.strip("/")) + "/" if prefix.strip("/") else self._full("")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=folder):
             for obj in page.get("Contents", []):
                 out.append(
                     LandingObject(
@@ -105,7 +107,12 @@ class S3Store:
         return sorted(out, key=lambda o: o.key)
 
     def read_bytes(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
+        except self.client.exceptions.NoSuchKey as exc:
+            # The same error a LocalStore raises, so callers handle one kind of absence.
+            raise FileNotFoundError(f"{self.uri}/{key}") from exc
+        return response["Body"].read()
 
     def local_path(self, key: str) -> Path | None:
         return None

@@ -391,3 +391,35 @@ def test_demo_bill_reads_back_through_manifest_and_focus(tmp_path):
         "instance_type"
     ].unique().to_list() == ["Standard_ND96isr_H100_v5"]
     assert totals["azure_billed_cost"] == Decimal("4729.84")
+
+
+def test_split_lines_sharing_an_identity_get_numbered_ids():
+    csv = (
+        "identity_line_item_id,identity_time_interval,line_item_line_item_type,"
+        "line_item_usage_start_date,line_item_usage_end_date,line_item_usage_type,"
+        "line_item_unblended_cost,line_item_currency_code,split_line_item_parent_resource_id\n"
+        "abc,2026-03-01T00:00:00Z/2026-03-01T01:00:00Z,Usage,2026-03-01T00:00:00Z,"
+        "2026-03-01T01:00:00Z,BoxUsage:m7i.4xlarge,8.0,USD,\n"
+        "pod,2026-03-01T00:00:00Z/2026-03-01T01:00:00Z,Usage,2026-03-01T00:00:00Z,"
+        "2026-03-01T01:00:00Z,EKSPod-EC2:vCPUHours,0,USD,i-parent\n"
+        "pod,2026-03-01T00:00:00Z/2026-03-01T01:00:00Z,Usage,2026-03-01T00:00:00Z,"
+        "2026-03-01T01:00:00Z,EKSPod-EC2:vCPUHours,0,USD,i-parent\n"
+    )
+    rows = read_cur_file(csv.encode(), source_file="s.csv", export_version="e", fmt="cur2").rows
+    interval = "2026-03-01T00:00:00Z/2026-03-01T01:00:00Z"
+    assert rows["source_line_id"].to_list() == [
+        f"abc|{interval}",
+        f"pod|{interval}",
+        f"pod|{interval}#2",
+    ]
+
+
+def test_resource_tags_that_are_not_json_fail_the_file():
+    csv = (
+        "line_item_line_item_type,line_item_usage_start_date,line_item_usage_end_date,"
+        "line_item_unblended_cost,line_item_currency_code,resource_tags\n"
+        'Usage,2026-03-01T00:00:00Z,2026-03-01T01:00:00Z,1.0,USD,"{""user_team"": ""ml""}"\n'
+        "Usage,2026-03-01T00:00:00Z,2026-03-01T01:00:00Z,1.0,USD,team=ml\n"
+    )
+    with pytest.raises(SourceFormatError, match=r"tags\.csv.*resource_tags.*JSON object"):
+        read_cur_file(csv.encode(), source_file="tags.csv", export_version="e", fmt="cur2")

@@ -155,11 +155,9 @@ def test_focus_13_renames_quirks_and_row_reasons(tmp_path):
     result = read_focus_file(data, source_file="f13.csv", export_version="f13@e1")
     assert (result.rows_read, result.rows_written, result.rows_quarantined) == (4, 1, 3)
     row = result.rows.row(0, named=True)
-    assert (row["provider"], row["charge_category"], row["charge_frequency"]) == (
-        "Acme AI",
-        "Usage",
-        "Usage-Based",
-    )
+    # 1.3: the host is the provider, the service provider the publisher.
+    assert (row["provider"], row["publisher"]) == ("AWS", "Acme AI")
+    assert (row["charge_category"], row["charge_frequency"]) == ("Usage", "Usage-Based")
     assert row["billed_cost"] == Decimal("1.25") and row["list_cost"] == Decimal("1.50")
     assert row["tags"] == '{"team":"ml"}'
     reasons = dict(
@@ -217,9 +215,29 @@ def test_parse_utc_accepts_real_spellings_and_rejects_impossible_times():
         "2024-09-01T00:00:00.000Z",
         "2024-09-01",
         "2024-09-01T02:00:00+02:00",
+        "2024-09-01 00:00:00 UTC",
         "2023-02-01T30:00:00Z",
         "yesterday",
     ]
     parsed = pl.select(parse_utc(pl.lit(pl.Series(texts)))).to_series().to_list()
-    assert [str(p) for p in parsed[:5]] == ["2024-09-01 00:00:00+00:00"] * 5
-    assert parsed[5:] == [None, None]
+    assert [str(p) for p in parsed[:6]] == ["2024-09-01 00:00:00+00:00"] * 6
+    assert parsed[6:] == [None, None]
+
+
+def test_focus_13_provider_is_the_host_and_falls_back_to_the_service_provider():
+    """Marketplace usage runs on the cloud's hardware; tax has no host ("Not Applicable")."""
+    csv = (
+        "ServiceProviderName,HostProviderName,InvoiceIssuerName,ChargeCategory,ChargePeriodStart,"
+        "ChargePeriodEnd,BilledCost,EffectiveCost,BillingCurrency\n"
+        "Acme AI,Google Cloud,Google Cloud,Usage,2025-03-01T00:00:00Z,2025-03-01T01:00:00Z,4.00,"
+        "4.00,USD\n"
+        "Google Cloud,Not Applicable,Google Cloud,Tax,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,"
+        "0.40,0.40,USD\n"
+        "Acme AI,,Acme AI,Usage,2025-03-01T00:00:00Z,2025-03-01T01:00:00Z,1.00,1.00,USD\n"
+    )
+    rows = read_focus_file(csv.encode(), source_file="m.csv", export_version="v").rows
+    assert list(zip(rows["provider"], rows["publisher"], rows["invoice_issuer"], strict=True)) == [
+        ("Google Cloud", "Acme AI", "Google Cloud"),
+        ("Google Cloud", "Google Cloud", "Google Cloud"),
+        ("Acme AI", "Acme AI", "Acme AI"),  # SaaS with no host named: the seller
+    ]
