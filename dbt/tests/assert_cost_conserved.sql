@@ -1,9 +1,11 @@
--- Conservation, checked twice. Returns one row per failure (none when it holds).
+-- Conservation per day, provider and currency, checked twice. Returns one row per failure
+-- (none when it holds). Siblings: assert_cost_conserved_hourly, _by_provider.
 -- 1. Every day, provider and currency of the reconciliation passed.
 -- 2. Independently of the reconciliation's own sums: the in-scope cost of the bill lines in
 --    fct_billing_line_items (a line longer than an hour prorated by its hours in the day) =
---    the self-hosted lines of fct_inference_costs_hourly + the unattributed cost, to half
---    a cent, in the billing currency. It assumes the lines reaching into a checked day were
+--    the reconciled lines of fct_inference_costs_hourly (self-hosted, and hosted APIs on
+--    days their bill covers) + the unattributed cost, to half a cent, in the billing
+--    currency. It assumes the lines reaching into a checked day were
 --    built by some run (true when days are built in order, as the schedule does).
 
 {{ config(severity='error', tags=['conservation'], meta={'dagster': {'ref': {'name': 'billing_reconciliation_daily'}}}) }}
@@ -65,12 +67,15 @@ billed_by_day as (
 
 allocated_by_day as (
 
-    select usage_date, provider, billing_currency, sum(total_cost_billing_currency) as allocated_total
+    select
+        usage_date,
+        billing_provider as provider,
+        billing_currency,
+        sum(total_cost_billing_currency) as allocated_total
     from {{ ref('fct_inference_costs_hourly') }}
     where {{ in_run_window('usage_date') }}
-        and line_type in ('request', 'idle')
-        and billing_currency is not null
-    group by usage_date, provider, billing_currency
+        and is_reconciled
+    group by usage_date, billing_provider, billing_currency
 
 ),
 

@@ -18,8 +18,13 @@ import duckdb
 import polars as pl
 import pytest
 
-from connectors.lake import ensure_table, write_table
-from connectors.schemas import LAKE_TABLES
+from connectors.lake import ensure_table, replace_partition
+from connectors.schemas import LAKE_TABLES, conform
+
+try:  # vllm_hourly's schema lives beside the core schemas until it is merged into them
+    from connectors.schemas_vllm import VLLM_LAKE_TABLES
+except ImportError:
+    VLLM_LAKE_TABLES = {}
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt"
 
@@ -28,7 +33,9 @@ PARTITION_COLUMN = {
     "billing_line_items": "charge_period_start",
     "gateway_requests": "ts_start",
     "gpu_hourly": "hour_start",
+    "vllm_hourly": "hour_start",
 }
+SCHEMAS = {**LAKE_TABLES, **VLLM_LAKE_TABLES}
 
 MARTS = (
     "fct_billing_line_items",
@@ -37,6 +44,8 @@ MARTS = (
     "feature_costs_daily",
     "customer_costs_daily",
     "billing_reconciliation_daily",
+    "cache_savings_daily",
+    "self_hosting_break_even_daily",
 )
 
 
@@ -68,8 +77,14 @@ class Warehouse:
         service: str = "Amazon Elastic Compute Cloud",
         tags: dict[str, str] | None = None,
         commitment_status: str | None = None,
+        billed: str | None = None,
+        charge_type: str | None = None,
+        commitment_id: str | None = None,
+        region: str | None = None,
+        usage_type: str | None = None,
     ) -> dict[str, Any]:
-        """A normalized bill line; `cost` is a decimal string used as billed and effective cost."""
+        """A normalized bill line; `cost` is a decimal string used as effective cost, and as
+        billed cost unless `billed` says otherwise (Savings Plan covered usage, negations)."""
         return {
             "source": "test",
             "source_file": "bill.csv",
@@ -84,7 +99,11 @@ class Warehouse:
             "resource_id": resource_id,
             "instance_type": instance_type,
             "commitment_discount_status": commitment_status,
-            "billed_cost": Decimal(cost),
+            "commitment_discount_id": commitment_id,
+            "charge_type": charge_type,
+            "region_id": region,
+            "usage_type": usage_type,
+            "billed_cost": Decimal(billed if billed is not None else cost),
             "effective_cost": Decimal(cost),
             "billing_currency": currency,
             "tags": json.dumps(tags or {}),
@@ -136,19 +155,29 @@ class Warehouse:
         hostname: str,
         hour_start: datetime,
         gpu_index: int,
-        busy: float,
+        busy: float | None,
         energy_wh: float,
         gpu_fraction: float = 1.0,
+        *,
+        mig_profile: str | None = None,
+        mig_instance_id: str | None = None,
+        k8s_namespace: str | None = None,
+        k8s_pod: str | None = None,
     ) -> dict[str, Any]:
+        """A GPU's hour; with `mig_profile` one MIG slice of it (slices share the GPU's UUID)."""
         return {
             "hour_start": hour_start,
             "hostname": hostname,
             "gpu_uuid": f"GPU-{hostname}-{gpu_index}",
             "gpu_index": gpu_index,
             "gpu_model": "NVIDIA H100 80GB HBM3",
+            "mig_profile": mig_profile,
+            "mig_instance_id": mig_instance_id,
+            "k8s_namespace": k8s_namespace,
+            "k8s_pod": k8s_pod,
             "gpu_fraction": gpu_fraction,
             "samples": 60,
-            "gpu_util_pct_avg": busy * 100,
+            "gpu_util_pct_avg": None if busy is None else busy * 100,
             "busy_fraction": busy,
             "power_w_avg": energy_wh,
             "energy_wh": energy_wh,
@@ -174,13 +203,14 @@ class Warehouse:
 
     def write(self, table: str, rows: list[dict[str, Any]], day: date | None = None) -> None:
         """Write rows as the lake's partitions: by their own date, or all into `day`."""
-        schema = LAKE_TABLES[table]
+        schema = SCHEMAS[table]
         by_day: dict[date, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             by_day[day or row[PARTITION_COLUMN[table]].date()].append(row)
         for partition_day, day_rows in by_day.items():
             full = [{name: row.get(name) for name in schema} for row in day_rows]
-            write_table(self.lake, table, partition_day, pl.DataFrame(full, schema=schema))
+            frame = conform(pl.DataFrame(full, schema=schema), schema)
+            replace_partition(self.lake, table, partition_day, frame)
 
     def finish_lake(self) -> None:
         """Give every table at least one (empty) partition, as the ingestion does."""

@@ -210,7 +210,8 @@ def write_scenario(wh) -> None:
 @pytest.fixture(scope="module")
 def built(warehouse):
     write_scenario(warehouse)
-    warehouse.dbt("build")
+    # The models' unit tests run once, in test_economics_scenario.
+    warehouse.dbt("build", "--exclude-resource-type", "unit_test")
     return warehouse
 
 

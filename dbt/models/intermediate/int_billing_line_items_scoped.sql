@@ -1,5 +1,6 @@
 -- Every bill line of the window (plus the lookback) with its scope: what the inference
--- economics allocate (GPU compute, shared platform) and why everything else is left out.
+-- economics allocate (GPU compute, hosted-API tokens, shared platform) and why everything
+-- else is left out.
 
 with
 
@@ -22,6 +23,32 @@ gpu_catalog as (
 shared_cost_rules as (
 
     select * from {{ ref('shared_cost_rules') }}
+
+),
+
+hosted_api_rules as (
+
+    select * from {{ ref('hosted_api_billing_rules') }}
+
+),
+
+-- A hosted-API provider's bill: every Usage line of an API provider's own export (OpenAI,
+-- Anthropic FOCUS), or the token lines of a cloud's model service (Bedrock in the CUR).
+-- The rule names the gateway provider whose requests the line pays for.
+hosted_api_matches as (
+
+    select
+        lines.billing_line_key,
+        min(hosted_api_rules.gateway_provider) as api_gateway_provider
+    from lines
+    inner join hosted_api_rules
+        on lines.provider = hosted_api_rules.bill_provider
+        and (hosted_api_rules.service_name is null or lines.service_name = hosted_api_rules.service_name)
+        and (
+            hosted_api_rules.usage_type_like is null
+            or lower(coalesce(lines.usage_type, '')) like hosted_api_rules.usage_type_like
+        )
+    group by lines.billing_line_key
 
 ),
 
@@ -52,12 +79,14 @@ scoped as (
         cast(lines.charge_period_start as date) as usage_date,
         gpu_catalog.gpu_count,
         shared_rule_matches.shared_rule_id,
+        hosted_api_matches.api_gateway_provider,
         case
             -- Tax, credits, purchases (upfront fees) and adjustments are not inference usage.
             when coalesce(lines.charge_category, '') <> 'Usage' then 'not_usage'
             -- Unused commitment is a cost of the commitment, not of any workload.
             when lines.commitment_discount_status = 'Unused' then 'unused_commitment'
             when gpu_catalog.instance_type is not null then 'gpu_compute'
+            when hosted_api_matches.api_gateway_provider is not null then 'hosted_api'
             when shared_rule_matches.shared_rule_id is not null then 'shared_platform'
             else 'other_service'
         end as scope_reason,
@@ -70,10 +99,11 @@ scoped as (
     from lines
     left join gpu_catalog on lines.instance_type = gpu_catalog.instance_type
     left join shared_rule_matches on lines.billing_line_key = shared_rule_matches.billing_line_key
+    left join hosted_api_matches on lines.billing_line_key = hosted_api_matches.billing_line_key
 
 )
 
 select
     *,
-    scope_reason in ('gpu_compute', 'shared_platform') as in_scope
+    scope_reason in ('gpu_compute', 'hosted_api', 'shared_platform') as in_scope
 from scoped

@@ -1,9 +1,10 @@
 -- One row per deployment, hour, cloud provider and billing currency: the GPU cost it ran
--- on, how busy its GPUs were, what it served, and the split of the cost into busy and idle.
+-- on, what it served, the split of the cost into busy and idle, and the token weights its
+-- busy cost is shared out by.
 
 with
 
-gpu_cost as (
+gpu as (
 
     select
         hour_start,
@@ -11,50 +12,17 @@ gpu_cost as (
         provider,
         billing_currency,
         deployment,
-        sum(gpu_count) as gpu_count,
-        sum(effective_cost) as gpu_cost
-    from {{ ref('int_gpu_instance_hours') }}
-    where deployment is not null
+        sum(claimed_gpus) as gpu_count,
+        sum(gpu_cost) as gpu_cost,
+        sum(measured_busy_cost) as measured_busy_cost,
+        sum(unmeasured_cost) as unmeasured_cost,
+        max(case when has_telemetry then 1 else 0 end) = 1 as has_telemetry,
+        -- Sums of doubles depend on the order rows arrive in: kept as decimals, so a rerun
+        -- reproduces the same figures.
+        cast(sum(energy_wh) as decimal(38, 6)) as energy_wh,
+        cast(sum(co2e_g) as decimal(38, 6)) as co2e_g
+    from {{ ref('int_gpu_deployment_hours') }}
     group by hour_start, usage_date, provider, billing_currency, deployment
-
-),
-
-inventory as (
-
-    select * from {{ ref('stg_lake__fleet_inventory') }}
-
-),
-
-gpu_hourly as (
-
-    select * from {{ ref('stg_lake__gpu_hourly') }}
-    where {{ in_run_window('partition_date') }}
-
-),
-
--- Busy fraction of the deployment's GPUs, a MIG slice counting by its share of a GPU.
--- Sums of doubles depend on the order rows arrive in: the fraction is rounded to 1e-9 and
--- energy kept as a decimal, so a rerun reproduces the same costs.
-telemetry as (
-
-    select
-        gpu_hourly.hour_start,
-        inventory.provider,
-        inventory.deployment,
-        round(
-            sum(case when gpu_hourly.busy_fraction is not null
-                then gpu_hourly.busy_fraction * coalesce(gpu_hourly.gpu_fraction, 1) end)
-            / nullif(sum(case when gpu_hourly.busy_fraction is not null
-                then coalesce(gpu_hourly.gpu_fraction, 1) end), 0),
-            9
-        ) as busy_fraction,
-        cast(sum(gpu_hourly.energy_wh) as decimal(38, 6)) as energy_wh
-    from gpu_hourly
-    inner join inventory
-        on gpu_hourly.hostname = inventory.hostname
-        and (inventory.valid_from is null or inventory.valid_from <= gpu_hourly.hour_start)
-        and (inventory.valid_to is null or gpu_hourly.hour_start < inventory.valid_to)
-    group by gpu_hourly.hour_start, inventory.provider, inventory.deployment
 
 ),
 
@@ -71,7 +39,10 @@ served as (
         hour_start,
         deployment,
         sum(requests) as requests,
-        sum(weighted_tokens) as weighted_tokens
+        -- Cache writes are prefilled like uncached input.
+        sum(input_uncached_tokens + cache_write_tokens) as prefill_tokens,
+        sum(cache_read_tokens) as cache_read_tokens,
+        sum(output_tokens) as output_tokens
     from self_hosted_requests
     group by hour_start, deployment
 
@@ -87,53 +58,130 @@ deployment_models as (
 
 ),
 
+vllm as (
+
+    select
+        hour_start,
+        deployment as vllm_model_name,
+        sum(prefill_seconds) as prefill_seconds,
+        sum(decode_seconds) as decode_seconds
+    from {{ ref('stg_lake__vllm_hourly') }}
+    where {{ in_run_window('partition_date') }}
+    group by hour_start, deployment
+
+),
+
 joined as (
 
     select
-        gpu_cost.*,
-        coalesce(deployment_models.model, gpu_cost.deployment) as model,
-        telemetry.busy_fraction as telemetry_busy_fraction,
-        telemetry.energy_wh,
+        gpu.*,
+        coalesce(deployment_models.model, gpu.deployment) as model,
         coalesce(served.requests, 0) as requests,
-        coalesce(served.weighted_tokens, 0) as weighted_tokens,
-        case
-            -- No request served: the whole hour is idle, whatever the GPUs did.
-            when coalesce(served.requests, 0) = 0 then 0
-            -- Served requests but no telemetry: count the hour as fully busy.
-            when telemetry.busy_fraction is null then 1
-            else least(greatest(telemetry.busy_fraction, 0), 1)
-        end as busy_fraction,
+        coalesce(served.prefill_tokens, 0) as prefill_tokens,
+        coalesce(served.cache_read_tokens, 0) as cache_read_tokens,
+        coalesce(served.output_tokens, 0) as output_tokens,
+        -- vLLM names a deployment by its served model name: the deployment's own name first,
+        -- else the model it served.
+        coalesce(vllm_by_deployment.prefill_seconds, vllm_by_model.prefill_seconds) as vllm_prefill_seconds,
+        coalesce(vllm_by_deployment.decode_seconds, vllm_by_model.decode_seconds) as vllm_decode_seconds,
         -- A deployment on two clouds in one hour: its request counts go on the line of the
         -- costlier one, so counts are never doubled (costs are split on both).
         row_number() over (
-            partition by gpu_cost.hour_start, gpu_cost.deployment
-            order by gpu_cost.gpu_cost desc, gpu_cost.provider, gpu_cost.billing_currency
+            partition by gpu.hour_start, gpu.deployment
+            order by gpu.gpu_cost desc, gpu.provider, gpu.billing_currency
         ) = 1 as is_primary_provider
-    from gpu_cost
-    left join telemetry
-        on gpu_cost.hour_start = telemetry.hour_start
-        and lower(gpu_cost.provider) = lower(telemetry.provider)
-        and gpu_cost.deployment = telemetry.deployment
+    from gpu
     left join served
-        on gpu_cost.hour_start = served.hour_start
-        and gpu_cost.deployment = served.deployment
+        on gpu.hour_start = served.hour_start
+        and gpu.deployment = served.deployment
     left join deployment_models
-        on gpu_cost.usage_date = deployment_models.usage_date
-        and gpu_cost.deployment = deployment_models.deployment
+        on gpu.usage_date = deployment_models.usage_date
+        and gpu.deployment = deployment_models.deployment
+    left join vllm as vllm_by_deployment
+        on gpu.hour_start = vllm_by_deployment.hour_start
+        and gpu.deployment = vllm_by_deployment.vllm_model_name
+    left join vllm as vllm_by_model
+        on gpu.hour_start = vllm_by_model.hour_start
+        and deployment_models.model = vllm_by_model.vllm_model_name
+        and vllm_by_deployment.vllm_model_name is null
+
+),
+
+-- Token weights: GPU seconds per token when vLLM measured them this hour, else the
+-- configured defaults. With vLLM, the hour's prefill seconds spread over its prefill tokens
+-- (a cached token counting w_cache_read / w_input of one) and its decode seconds over its
+-- output tokens, so the busy cost splits between the phases as the engine's time did.
+weights as (
+
+    select
+        *,
+        coalesce(vllm_prefill_seconds, 0) + coalesce(vllm_decode_seconds, 0) > 0 as uses_vllm,
+        prefill_tokens + {{ var('w_cache_read') }} / {{ var('w_input') }} * cache_read_tokens as prefill_weighted_tokens
+    from joined
+
+),
+
+weighted as (
+
+    select
+        *,
+        case
+            when not uses_vllm then cast({{ var('w_input') }} as double)
+            when prefill_weighted_tokens > 0 then coalesce(vllm_prefill_seconds, 0) / prefill_weighted_tokens
+            else 0
+        end as w_input,
+        case
+            when not uses_vllm then cast({{ var('w_output') }} as double)
+            when output_tokens > 0 then coalesce(vllm_decode_seconds, 0) / output_tokens
+            else 0
+        end as w_output
+    from weights
 
 ),
 
 costed as (
 
     select
-        *,
-        {{ allocate('gpu_cost', 'busy_fraction', 1) }} as gpu_busy_cost
-    from joined
+        hour_start,
+        usage_date,
+        provider,
+        billing_currency,
+        deployment,
+        model,
+        gpu_count,
+        gpu_cost,
+        has_telemetry,
+        energy_wh,
+        co2e_g,
+        requests,
+        prefill_tokens,
+        cache_read_tokens,
+        output_tokens,
+        vllm_prefill_seconds,
+        vllm_decode_seconds,
+        case when uses_vllm then 'vllm' else 'default' end as weight_source,
+        w_input,
+        w_input * {{ var('w_cache_read') }} / {{ var('w_input') }} as w_cache_read,
+        w_output,
+        w_input * prefill_tokens
+            + w_input * {{ var('w_cache_read') }} / {{ var('w_input') }} * cache_read_tokens
+            + w_output * output_tokens as weighted_tokens,
+        is_primary_provider,
+        -- No request served: the whole hour is idle, whatever the GPUs did. Otherwise the
+        -- busy share telemetry measured, and GPU time it did not measure counts as busy.
+        case when requests = 0 then {{ money(0) }}
+            else {{ money('measured_busy_cost + unmeasured_cost') }} end as gpu_busy_cost
+    from weighted
 
 )
 
 select
     *,
-    -- The remainder, not C x (1 - b), so busy + idle equals the bill exactly.
+    case
+        when gpu_cost <> 0 then cast(gpu_busy_cost as double) / cast(gpu_cost as double)
+        when requests > 0 then 1.0
+        else 0.0
+    end as busy_fraction,
+    -- The remainder, so busy + idle equals the bill exactly.
     gpu_cost - gpu_busy_cost as gpu_idle_cost
 from costed

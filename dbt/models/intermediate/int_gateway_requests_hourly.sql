@@ -45,14 +45,6 @@ select
     cast(sum(is_success * cache_read_tokens) as bigint) as cache_read_tokens,
     cast(sum(is_success * cache_write_tokens) as bigint) as cache_write_tokens,
     cast(sum(is_success * output_tokens) as bigint) as output_tokens,
-    cast(sum(is_success * reasoning_tokens) as bigint) as reasoning_tokens,
-    -- GPU time per token differs by bucket: prefill (uncached input, and cache writes,
-    -- which are prefilled too) at w_input, a cached prefix at w_cache_read, decode at w_output.
-    cast(sum(is_success * (
-        {{ var('w_input') }} * (input_uncached_tokens + cache_write_tokens)
-        + {{ var('w_cache_read') }} * cache_read_tokens
-        + {{ var('w_output') }} * output_tokens
-    )) as double) as weighted_tokens,
-    cast(sum(is_success * {{ var('w_output') }} * output_tokens) as double) as weighted_output_tokens
+    cast(sum(is_success * reasoning_tokens) as bigint) as reasoning_tokens
 from keyed
 group by hour_start, is_self_hosted, gateway_provider, model, deployment, customer_id, feature

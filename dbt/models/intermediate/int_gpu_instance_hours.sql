@@ -1,5 +1,6 @@
--- GPU compute from the bill per instance and hour, with the deployment it served (from the
--- fleet inventory) or null: an instance-hour nobody claims is unattributed cost.
+-- GPU compute from the bill per instance and hour, with the deployments the fleet inventory
+-- gives it (one normally; several on a shared host) or none: an instance-hour nobody claims
+-- is unattributed cost. How a shared instance's cost splits is int_gpu_deployment_hours'.
 
 with
 
@@ -27,22 +28,24 @@ instance_hours as (
         resource_id,
         instance_type,
         max(gpu_count) as gpu_count,
+        max(region_id) as region_id,
         sum(effective_cost) as effective_cost
     from gpu_lines
     group by hour_start, usage_date, provider, billing_currency, resource_id, instance_type
 
 ),
 
--- An inventory listing the same resource twice for one hour must not double its cost;
--- if the listings disagree on the deployment, the first name wins. Ids compare without
--- case: Azure exports write ARM resource ids in lower case, inventories often do not.
+-- An inventory listing the same resource twice for one hour must not double its cost: the
+-- deployments are counted here and the cost split later. Ids compare without case: Azure
+-- exports write ARM resource ids in lower case, inventories often do not.
 deployment_matches as (
 
     select
         instance_hours.hour_start,
         instance_hours.provider,
         instance_hours.resource_id,
-        min(inventory.deployment) as deployment
+        min(inventory.deployment) as deployment,
+        count(distinct inventory.deployment) as deployment_count
     from instance_hours
     inner join inventory
         on lower(inventory.provider) = lower(instance_hours.provider)
@@ -55,7 +58,8 @@ deployment_matches as (
 
 select
     instance_hours.*,
-    deployment_matches.deployment
+    deployment_matches.deployment,
+    coalesce(deployment_matches.deployment_count, 0) as deployment_count
 from instance_hours
 left join deployment_matches
     on instance_hours.hour_start = deployment_matches.hour_start

@@ -1,6 +1,7 @@
 -- Hosted-API requests priced at list price: tokens x the effective-dated price of their
 -- provider and model. A model with no price gets a null cost and counts as unpriced, so a
--- missing price shows up instead of reading as free.
+-- missing price shows up instead of reading as free. The true-up to the provider's bill is
+-- int_hosted_api_bills_daily's and int_hosted_api_costs_billed's.
 
 with
 
@@ -71,21 +72,37 @@ priced as (
             + requests.cache_write_tokens * model_prices.usd_per_mtok_cache_write
             + requests.output_tokens * model_prices.usd_per_mtok_output
         ) * 0.000001 as api_cost,
-        requests.output_tokens * model_prices.usd_per_mtok_output * 0.000001 as api_output_cost
+        requests.output_tokens * model_prices.usd_per_mtok_output * 0.000001 as api_output_cost,
+        -- Cache reads at the input price they avoided, less the premium paid for cache writes.
+        (
+            requests.cache_read_tokens * (model_prices.usd_per_mtok_input - model_prices.usd_per_mtok_cache_read)
+            - requests.cache_write_tokens * (model_prices.usd_per_mtok_cache_write - model_prices.usd_per_mtok_input)
+        ) * 0.000001 as cache_savings
     from requests
     left join model_prices
         on requests.usage_date = model_prices.usage_date
         and requests.gateway_provider = model_prices.gateway_provider
         and requests.model = model_prices.model
 
+),
+
+bill_providers as (
+
+    select gateway_provider, min(bill_provider) as billing_provider
+    from {{ ref('hosted_api_billing_rules') }}
+    group by gateway_provider
+
 )
 
 select
-    hour_start,
-    usage_date,
-    gateway_provider as provider,
-    -- List prices are in USD; there is no bill for hosted APIs in the foundation yet.
-    'USD' as billing_currency,
+    priced.hour_start,
+    priced.usage_date,
+    priced.gateway_provider as provider,
+    -- Whose bill would carry the cost (OpenAI, Anthropic, AWS for Bedrock); null when no
+    -- billing rule names the gateway provider.
+    bill_providers.billing_provider,
+    -- List prices are in USD.
+    'USD' as list_currency,
     model,
     deployment,
     customer_id,
@@ -99,5 +116,7 @@ select
     output_tokens,
     reasoning_tokens,
     {{ money('api_cost') }} as api_cost,
-    {{ money('api_output_cost') }} as api_output_cost
+    {{ money('api_output_cost') }} as api_output_cost,
+    {{ money('cache_savings') }} as cache_savings
 from priced
+left join bill_providers on priced.gateway_provider = bill_providers.gateway_provider

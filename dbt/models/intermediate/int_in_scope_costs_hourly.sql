@@ -11,10 +11,12 @@ lines as (
         provider,
         billing_currency,
         scope_reason,
+        region_id,
         resource_id,
         instance_type,
         gpu_count,
         shared_rule_id,
+        api_gateway_provider,
         charge_period_start,
         charge_period_hours,
         effective_cost
@@ -33,8 +35,8 @@ spread as (
 
     -- Hourly lines (most of a CUR) pass through: exact cost, and no join for them.
     select
-        billing_line_key, provider, billing_currency, scope_reason, resource_id,
-        instance_type, gpu_count, shared_rule_id,
+        billing_line_key, provider, billing_currency, scope_reason, region_id, resource_id,
+        instance_type, gpu_count, shared_rule_id, api_gateway_provider,
         {{ dbt.date_trunc('hour', 'charge_period_start') }} as hour_start,
         effective_cost
     from lines
@@ -44,7 +46,8 @@ spread as (
 
     select
         lines.billing_line_key, lines.provider, lines.billing_currency, lines.scope_reason,
-        lines.resource_id, lines.instance_type, lines.gpu_count, lines.shared_rule_id,
+        lines.region_id, lines.resource_id, lines.instance_type, lines.gpu_count,
+        lines.shared_rule_id, lines.api_gateway_provider,
         {{ dbt.date_trunc('hour', dbt.dateadd('hour', 'hour_offsets.n', 'lines.charge_period_start')) }} as hour_start,
         {{ allocate('lines.effective_cost', 1, 'lines.charge_period_hours') }} as effective_cost
     from lines

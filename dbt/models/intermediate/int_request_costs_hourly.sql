@@ -31,15 +31,28 @@ request_weights as (
         deployment_hours.provider as gpu_provider,
         deployment_hours.billing_currency,
         deployment_hours.is_primary_provider,
+        deployment_hours.weight_source,
         deployment_hours.gpu_busy_cost as deployment_busy_cost,
         deployment_hours.energy_wh as deployment_energy_wh,
+        deployment_hours.co2e_g as deployment_co2e_g,
         deployment_hours.busy_fraction,
-        -- Weighted tokens; a deployment-hour whose requests all had zero tokens splits by
-        -- request count instead, so its busy cost still lands somewhere.
-        case when deployment_hours.weighted_tokens > 0 then requests.weighted_tokens
-            else requests.requests end as allocation_weight,
-        case when deployment_hours.weighted_tokens > 0 then deployment_hours.weighted_tokens
-            else deployment_hours.requests end as deployment_allocation_weight
+        deployment_hours.w_input,
+        deployment_hours.w_cache_read,
+        deployment_hours.w_output,
+        deployment_hours.weighted_tokens as deployment_weighted_tokens,
+        -- The request's GPU work in the deployment-hour's weights (prefill for uncached input
+        -- and cache writes, a discounted prefill for cache reads, decode for output).
+        deployment_hours.w_input * (requests.input_uncached_tokens + requests.cache_write_tokens)
+            + deployment_hours.w_cache_read * requests.cache_read_tokens
+            + deployment_hours.w_output * requests.output_tokens as weighted_tokens,
+        deployment_hours.w_output * requests.output_tokens as weighted_output_tokens,
+        -- What the cache reads would have weighed prefilled from scratch, less what they did.
+        (deployment_hours.w_input - deployment_hours.w_cache_read) * requests.cache_read_tokens
+            as weight_saved_by_cache,
+        -- A deployment-hour whose requests all had zero weight splits by request count
+        -- instead, so its busy cost still lands somewhere.
+        deployment_hours.weighted_tokens > 0 as splits_by_tokens,
+        deployment_hours.requests as deployment_requests
     from requests
     left join deployment_hours
         on requests.hour_start = deployment_hours.hour_start
@@ -51,10 +64,21 @@ request_costs as (
 
     select
         *,
+        case when splits_by_tokens then weighted_tokens else requests end as allocation_weight,
+        case when splits_by_tokens then deployment_weighted_tokens else deployment_requests end
+            as deployment_allocation_weight
+    from request_weights
+
+),
+
+request_costs_allocated as (
+
+    select
+        *,
         case when deployment_allocation_weight > 0
             then {{ allocate('deployment_busy_cost', 'allocation_weight', 'deployment_allocation_weight') }}
             else {{ money(0) }} end as gpu_busy_cost
-    from request_weights
+    from request_costs
 
 ),
 
@@ -71,6 +95,7 @@ request_lines as (
         customer_id,
         feature,
         'request' as line_type,
+        coalesce(weight_source, 'default') as weight_source,
         case when coalesce(is_primary_provider, true) then requests else 0 end as requests,
         case when coalesce(is_primary_provider, true) then failed_requests else 0 end as failed_requests,
         case when coalesce(is_primary_provider, true) then input_uncached_tokens else 0 end as input_uncached_tokens,
@@ -82,10 +107,18 @@ request_lines as (
         {{ money(0) }} as gpu_idle_cost,
         case when weighted_tokens > 0 then gpu_busy_cost * (weighted_output_tokens / weighted_tokens)
             else 0 end as busy_output_cost_raw,
+        -- The GPU time the cache saved, valued at what this deployment-hour's busy GPU time
+        -- cost per unit of weight.
+        case when splits_by_tokens and deployment_weighted_tokens > 0
+            then deployment_busy_cost * (weight_saved_by_cache / deployment_weighted_tokens)
+            else 0 end as cache_savings_raw,
         case when deployment_allocation_weight > 0
             then deployment_energy_wh * busy_fraction * allocation_weight / deployment_allocation_weight
-        end as energy_wh
-    from request_costs
+        end as energy_wh,
+        case when deployment_allocation_weight > 0
+            then deployment_co2e_g * busy_fraction * allocation_weight / deployment_allocation_weight
+        end as co2e_g
+    from request_costs_allocated
 
 ),
 
@@ -101,6 +134,7 @@ idle_lines as (
         '__idle__' as customer_id,
         '__idle__' as feature,
         'idle' as line_type,
+        weight_source,
         0 as requests,
         0 as failed_requests,
         0 as input_uncached_tokens,
@@ -111,7 +145,9 @@ idle_lines as (
         {{ money(0) }} as gpu_busy_cost,
         gpu_idle_cost,
         0 as busy_output_cost_raw,
-        energy_wh * (1 - busy_fraction) as energy_wh
+        0 as cache_savings_raw,
+        energy_wh * (1 - busy_fraction) as energy_wh,
+        co2e_g * (1 - busy_fraction) as co2e_g
     from deployment_hours
     where gpu_idle_cost <> 0
     {%- if var('break_allocation_for_test') %}
@@ -153,6 +189,7 @@ select
     with_day_totals.customer_id,
     with_day_totals.feature,
     with_day_totals.line_type,
+    with_day_totals.weight_source,
     cast(with_day_totals.requests as bigint) as requests,
     cast(with_day_totals.failed_requests as bigint) as failed_requests,
     cast(with_day_totals.input_uncached_tokens as bigint) as input_uncached_tokens,
@@ -177,7 +214,9 @@ select
         else {{ money(0) }}
     end as shared_cost,
     {{ money('with_day_totals.busy_output_cost_raw') }} as busy_output_cost,
-    cast(with_day_totals.energy_wh as decimal(38, 6)) as energy_wh
+    {{ money('with_day_totals.cache_savings_raw') }} as cache_savings,
+    cast(with_day_totals.energy_wh as decimal(38, 6)) as energy_wh,
+    cast(with_day_totals.co2e_g as decimal(38, 6)) as co2e_g
 from with_day_totals
 left join shared_daily
     on with_day_totals.usage_date = shared_daily.usage_date

@@ -3,10 +3,10 @@
     pre_hook="{{ delete_run_window('usage_date') }}",
 ) }}
 
--- The conservation check, per day, cloud provider and billing currency, in that currency:
--- in-scope effective cost = allocated to requests + idle + shared + unattributed.
--- Hosted APIs are not here: no provider bill for them is ingested, so there is nothing to
--- reconcile their list-price cost against.
+-- The conservation check, per day, provider and billing currency, in that currency:
+-- in-scope effective cost = allocated to requests (busy GPU + hosted API) + idle + shared +
+-- unattributed. Hosted-API providers are here on the days their bill covers; a day with
+-- requests but no bill has nothing to reconcile against and stays at list price.
 
 with
 
@@ -30,6 +30,13 @@ cost_lines as (
 
 ),
 
+api_lines as (
+
+    select * from {{ ref('int_hosted_api_costs_billed') }}
+    where is_reconciled
+
+),
+
 unattributed_gpu as (
 
     select usage_date, provider, billing_currency, effective_cost as amount
@@ -46,6 +53,15 @@ unattributed_shared as (
 
 ),
 
+-- An API bill with no priced request that day to carry it.
+unattributed_api as (
+
+    select usage_date, billing_provider as provider, billing_currency, unattributed_cost as amount
+    from {{ ref('int_hosted_api_bills_daily') }}
+    where unattributed_cost <> 0
+
+),
+
 components as (
 
     -- Out-of-scope lines count on the day their charge period starts; in-scope lines on
@@ -53,8 +69,8 @@ components as (
     select
         usage_date, provider, billing_currency,
         {{ money(0) }} as billed_in_scope, effective_cost as out_of_scope,
-        {{ money(0) }} as allocated, {{ money(0) }} as idle, {{ money(0) }} as shared,
-        {{ money(0) }} as unattributed
+        {{ money(0) }} as allocated_gpu, {{ money(0) }} as allocated_api, {{ money(0) }} as true_up,
+        {{ money(0) }} as idle, {{ money(0) }} as shared, {{ money(0) }} as unattributed
     from bill_lines
     where not in_scope
 
@@ -62,29 +78,55 @@ components as (
 
     select
         usage_date, provider, billing_currency,
-        effective_cost, {{ money(0) }}, {{ money(0) }}, {{ money(0) }}, {{ money(0) }}, {{ money(0) }}
+        effective_cost, {{ money(0) }},
+        {{ money(0) }}, {{ money(0) }}, {{ money(0) }},
+        {{ money(0) }}, {{ money(0) }}, {{ money(0) }}
     from in_scope_hours
 
     union all
 
     select
         usage_date, provider, billing_currency,
-        {{ money(0) }}, {{ money(0) }}, gpu_busy_cost, gpu_idle_cost, shared_cost, {{ money(0) }}
+        {{ money(0) }}, {{ money(0) }},
+        gpu_busy_cost, {{ money(0) }}, {{ money(0) }},
+        gpu_idle_cost, shared_cost, {{ money(0) }}
     from cost_lines
 
     union all
 
     select
+        usage_date, billing_provider, billing_currency,
+        {{ money(0) }}, {{ money(0) }},
+        {{ money(0) }}, {{ money('api_cost + true_up') }}, true_up,
+        {{ money(0) }}, {{ money(0) }}, {{ money(0) }}
+    from api_lines
+
+    union all
+
+    select
         usage_date, provider, billing_currency,
-        {{ money(0) }}, {{ money(0) }}, {{ money(0) }}, {{ money(0) }}, {{ money(0) }}, amount
+        {{ money(0) }}, {{ money(0) }},
+        {{ money(0) }}, {{ money(0) }}, {{ money(0) }},
+        {{ money(0) }}, {{ money(0) }}, amount
     from unattributed_gpu
 
     union all
 
     select
         usage_date, provider, billing_currency,
-        {{ money(0) }}, {{ money(0) }}, {{ money(0) }}, {{ money(0) }}, {{ money(0) }}, amount
+        {{ money(0) }}, {{ money(0) }},
+        {{ money(0) }}, {{ money(0) }}, {{ money(0) }},
+        {{ money(0) }}, {{ money(0) }}, amount
     from unattributed_shared
+
+    union all
+
+    select
+        usage_date, provider, billing_currency,
+        {{ money(0) }}, {{ money(0) }},
+        {{ money(0) }}, {{ money(0) }}, {{ money(0) }},
+        {{ money(0) }}, {{ money(0) }}, amount
+    from unattributed_api
 
 ),
 
@@ -96,7 +138,9 @@ daily as (
         billing_currency,
         sum(billed_in_scope) as billed_in_scope,
         sum(out_of_scope) as out_of_scope,
-        sum(allocated) as allocated,
+        sum(allocated_gpu) as allocated_gpu,
+        sum(allocated_api) as allocated_api,
+        sum(true_up) as true_up,
         sum(idle) as idle,
         sum(shared) as shared,
         sum(unattributed) as unattributed
@@ -109,7 +153,8 @@ with_residual as (
 
     select
         *,
-        billed_in_scope - allocated - idle - shared - unattributed as residual
+        allocated_gpu + allocated_api as allocated,
+        billed_in_scope - allocated_gpu - allocated_api - idle - shared - unattributed as residual
     from daily
 
 )
@@ -121,6 +166,9 @@ select
     {{ money('billed_in_scope + out_of_scope') }} as billed_total,
     {{ money('billed_in_scope') }} as billed_in_scope,
     {{ money('allocated') }} as allocated,
+    {{ money('allocated_gpu') }} as allocated_gpu,
+    {{ money('allocated_api') }} as allocated_api,
+    {{ money('true_up') }} as true_up,
     {{ money('idle') }} as idle,
     {{ money('shared') }} as shared,
     {{ money('unattributed') }} as unattributed,

@@ -27,10 +27,12 @@ daily as (
         sum(gpu_idle_cost) as gpu_idle_cost,
         sum(shared_cost) as shared_cost,
         sum(api_cost) as api_cost,
+        sum(true_up) as true_up,
         sum(gpu_busy_cost + api_cost + true_up) as busy_cost,
         sum(total_cost) as fully_loaded_cost,
         sum(busy_output_cost) as busy_output_cost,
-        sum(energy_wh) as energy_wh
+        sum(energy_wh) as energy_wh,
+        sum(co2e_g) as co2e_g
     from {{ ref('fct_inference_costs_hourly') }}
     where {{ in_run_window('usage_date') }}
     group by usage_date, provider, model, deployment
@@ -44,8 +46,9 @@ with_totals as (
         input_uncached_tokens + cache_read_tokens + cache_write_tokens as input_tokens,
         input_uncached_tokens + cache_read_tokens + cache_write_tokens + output_tokens as total_tokens,
         -- The fully loaded cost splits between input and output as the busy cost does
-        -- (token weights for GPUs, list prices for APIs); idle and shared follow that split.
-        {{ share_of('busy_output_cost', 'busy_cost') }} as output_cost_share
+        -- (token weights for GPUs, list prices for APIs, the true-up pro rata); idle and
+        -- shared follow that split.
+        {{ share_of('busy_output_cost', 'gpu_busy_cost + api_cost') }} as output_cost_share
     from daily
 
 )
@@ -64,6 +67,9 @@ select
     cast(output_tokens as bigint) as output_tokens,
     cast(reasoning_tokens as bigint) as reasoning_tokens,
     cast(total_tokens as bigint) as total_tokens,
+    {{ money('gpu_busy_cost') }} as gpu_busy_cost,
+    {{ money('api_cost') }} as api_cost,
+    {{ money('true_up') }} as true_up,
     {{ money('busy_cost') }} as busy_cost,
     {{ money('gpu_idle_cost') }} as idle_cost,
     {{ money('shared_cost') }} as shared_cost,
@@ -71,11 +77,15 @@ select
     {{ cost_per('fully_loaded_cost * (1 - output_cost_share)', 'input_tokens', 1000000) }} as cost_per_1m_input_tokens,
     {{ cost_per('fully_loaded_cost * output_cost_share', 'output_tokens', 1000000) }} as cost_per_1m_output_tokens,
     {{ cost_per('fully_loaded_cost', 'total_tokens', 1000000) }} as cost_per_1m_tokens,
+    {{ cost_per('busy_cost * (1 - output_cost_share)', 'input_tokens', 1000000) }} as busy_only_cost_per_1m_input_tokens,
+    {{ cost_per('busy_cost * output_cost_share', 'output_tokens', 1000000) }} as busy_only_cost_per_1m_output_tokens,
     {{ cost_per('busy_cost', 'total_tokens', 1000000) }} as busy_only_cost_per_1m_tokens,
     -- Share of the GPU cost that was doing work (null for hosted APIs: no GPUs of ours).
     {{ share_of('gpu_busy_cost', 'gpu_busy_cost + gpu_idle_cost') }} as gpu_utilization,
     -- Share of the fully loaded cost that paid for idle GPUs.
     {{ share_of('gpu_idle_cost', 'fully_loaded_cost') }} as idle_share,
     cast(energy_wh as decimal(38, 6)) as energy_wh,
-    case when total_tokens > 0 then cast(energy_wh as double) * 1000 / total_tokens end as wh_per_1k_tokens
+    case when total_tokens > 0 then cast(energy_wh as double) * 1000 / total_tokens end as wh_per_1k_tokens,
+    cast(co2e_g as decimal(38, 6)) as co2e_g,
+    case when total_tokens > 0 then cast(co2e_g as double) * 1000 / total_tokens end as gco2e_per_1k_tokens
 from with_totals

@@ -48,6 +48,7 @@ select
     usage_date,
     in_scope,
     scope_reason,
-    shared_rule_id
+    shared_rule_id,
+    api_gateway_provider
 from {{ ref('int_billing_line_items_scoped') }}
 where {{ in_run_window('usage_date') }}

@@ -4,7 +4,8 @@
 ) }}
 
 -- Inference cost per hour, provider, model, deployment, customer and feature, in USD.
--- Self-hosted lines (requests and idle) come from the bill; hosted-API lines from prices.
+-- Self-hosted lines (requests and idle) come from the bill; hosted-API lines from list
+-- prices, trued up to the provider's bill on the days it has one.
 
 with
 
@@ -14,12 +15,15 @@ self_hosted as (
         hour_start,
         usage_date,
         provider,
+        provider as billing_provider,
+        billing_currency is not null as is_reconciled,
         billing_currency,
         model,
         deployment,
         customer_id,
         feature,
         line_type,
+        weight_source,
         requests,
         failed_requests,
         cast(0 as bigint) as unpriced_requests,
@@ -32,8 +36,11 @@ self_hosted as (
         gpu_idle_cost,
         shared_cost,
         {{ money(0) }} as api_cost,
+        {{ money(0) }} as true_up,
         busy_output_cost,
-        energy_wh
+        cache_savings,
+        energy_wh,
+        co2e_g
     from {{ ref('int_request_costs_hourly') }}
 
 ),
@@ -44,12 +51,15 @@ hosted as (
         hour_start,
         usage_date,
         provider,
+        billing_provider,
+        is_reconciled,
         billing_currency,
         model,
         deployment,
         customer_id,
         feature,
         'api' as line_type,
+        'list_price' as weight_source,
         requests,
         failed_requests,
         unpriced_requests,
@@ -62,9 +72,12 @@ hosted as (
         {{ money(0) }} as gpu_idle_cost,
         {{ money(0) }} as shared_cost,
         api_cost,
+        true_up,
         api_output_cost as busy_output_cost,
-        cast(null as decimal(38, 6)) as energy_wh
-    from {{ ref('int_hosted_api_costs') }}
+        cache_savings,
+        cast(null as decimal(38, 6)) as energy_wh,
+        cast(null as decimal(38, 6)) as co2e_g
+    from {{ ref('int_hosted_api_costs_billed') }}
 
 ),
 
@@ -84,21 +97,9 @@ currency_days as (
 
 ),
 
--- The rate of the charge day, else the latest earlier one.
-fx_candidates as (
+fx as (
 
-    select
-        currency_days.usage_date,
-        currency_days.billing_currency,
-        fx_rates.usd_per_unit,
-        row_number() over (
-            partition by currency_days.usage_date, currency_days.billing_currency
-            order by fx_rates.{{ adapter.quote('date') }} desc
-        ) as recency
-    from currency_days
-    inner join {{ ref('fx_rates') }} as fx_rates
-        on fx_rates.currency = currency_days.billing_currency
-        and fx_rates.{{ adapter.quote('date') }} <= currency_days.usage_date
+    {{ fx_usd_per_unit('currency_days') }}
 
 ),
 
@@ -106,19 +107,12 @@ with_fx as (
 
     select
         lines.*,
-        case
-            -- Lines with no billing currency carry no cost; USD needs no rate.
-            when lines.billing_currency is null or lines.billing_currency = 'USD' then {{ money(1) }}
-            else fx_candidates.usd_per_unit
-        end as usd_per_unit,
-        -- True-up of list-priced API cost to the provider's bill: no hosted-API bill is
-        -- ingested yet, so it is zero until one is.
-        {{ money(0) }} as true_up
+        -- Lines with no billing currency carry no cost.
+        case when lines.billing_currency is null then {{ money(1) }} else fx.usd_per_unit end as usd_per_unit
     from lines
-    left join fx_candidates
-        on lines.usage_date = fx_candidates.usage_date
-        and lines.billing_currency = fx_candidates.billing_currency
-        and fx_candidates.recency = 1
+    left join fx
+        on lines.usage_date = fx.usage_date
+        and lines.billing_currency = fx.billing_currency
 
 )
 
@@ -132,6 +126,9 @@ select
     cast(feature as {{ dbt.type_string() }}) as feature,
     cast(line_type as {{ dbt.type_string() }}) as line_type,
     cast(billing_currency as {{ dbt.type_string() }}) as billing_currency,
+    cast(billing_provider as {{ dbt.type_string() }}) as billing_provider,
+    cast(is_reconciled as boolean) as is_reconciled,
+    cast(weight_source as {{ dbt.type_string() }}) as weight_source,
     cast(requests as bigint) as requests,
     cast(failed_requests as bigint) as failed_requests,
     cast(unpriced_requests as bigint) as unpriced_requests,
@@ -147,7 +144,9 @@ select
     {{ money('true_up * usd_per_unit') }} as true_up,
     {{ money('(gpu_busy_cost + gpu_idle_cost + shared_cost + api_cost + true_up) * usd_per_unit') }} as total_cost,
     {{ money('busy_output_cost * usd_per_unit') }} as busy_output_cost,
+    {{ money('cache_savings * usd_per_unit') }} as cache_savings,
     {{ money('gpu_busy_cost + gpu_idle_cost + shared_cost + api_cost + true_up') }} as total_cost_billing_currency,
     usd_per_unit,
-    cast(energy_wh as decimal(38, 6)) as energy_wh
+    cast(energy_wh as decimal(38, 6)) as energy_wh,
+    cast(co2e_g as decimal(38, 6)) as co2e_g
 from with_fx

@@ -15,6 +15,7 @@ renamed as (
         gpu_index,
         gpu_model,
         mig_profile,
+        mig_instance_id,
         cast(gpu_fraction as double) as gpu_fraction,
         k8s_namespace,
         k8s_pod,
