@@ -9,7 +9,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DBT_VERSION_CHECK := false
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install system-deps demo test dev bench clean
+.PHONY: install system-deps demo test dev bench bench-anomalies clean
 
 install: $(STAMP) $(MANIFEST)
 
@@ -31,6 +31,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 demo: install
 	$(BIN)/inferledger demo
+	$(BIN)/inferledger report --out data/report.html
 
 # The servers the tests start for real (Prometheus, PostgreSQL, headless Chromium).
 system-deps:
@@ -48,6 +49,9 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 
 bench: install
 	$(BIN)/pytest -m slow -s
+
+bench-anomalies: install
+	$(BIN)/python bench/anomaly_eval.py
 
 clean:
 	rm -rf data dbt/target dbt/logs .dagster_home

@@ -1,0 +1,254 @@
+"""The `cost_anomalies` table: cost spikes, drifts and new spenders, with their incidents.
+
+Daily series come from the marts (`fct_inference_costs_hourly`, `cost_per_token_daily`);
+hourly series from the gateway requests in the lake, priced at the rates the marts already
+know (each deployment's busy cost per token of the latest earlier day), so a runaway
+customer is seen within the hour instead of when the bill lands a day or two later.
+
+The detection itself is `assets.anomaly_detection` (no Dagster there). This asset writes
+the warehouse, so it shares the warehouse's concurrency pool; a run replaces the rows of
+its window's days, and reruns give the same rows and dedup keys.
+"""
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from assets import anomaly_detection as ad
+from assets.partitions import DAILY
+from assets.resources import StorageResource
+from assets.warehouse import WAREHOUSE_POOL
+
+# Enough history for 8 same-weekday points, or 5 weeks of hours, before the window.
+DAILY_LOOKBACK_DAYS = 8 * 7 + 28
+HOURLY_LOOKBACK_DAYS = 35
+HOURLY_DIMENSIONS = ("provider", "deployment", "feature", "customer")
+
+TABLE = "cost_anomalies"
+TABLE_DDL = f"""
+create table if not exists {TABLE} (
+    period_start timestamptz not null,
+    usage_date date not null,
+    grain varchar not null,
+    metric varchar not null,
+    dimension varchar not null,
+    key varchar not null,
+    actual decimal(38, 12),
+    expected decimal(38, 12),
+    lower decimal(38, 12),
+    upper decimal(38, 12),
+    score double,
+    impact_usd decimal(38, 12),
+    impact_pct double,
+    rule varchar not null,
+    direction varchar not null,
+    severity varchar not null,
+    root_causes varchar not null,
+    explained_by varchar,
+    dedup_key varchar not null,
+    status varchar not null,
+    detected_at timestamptz not null
+)
+"""
+MONEY_COLUMNS = ("actual", "expected", "lower", "upper", "impact_usd")
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days)]
+
+
+def daily_inputs(con: duckdb.DuckDBPyConnection, start: date, end: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Observations (cost per dimension, busy unit cost per model) and leaf cells, [start, end)."""
+    leaves = con.sql(
+        """
+        select usage_date as period, provider, model, deployment, customer_id as customer, feature,
+               cast(sum(total_cost) as double) as value
+        from fct_inference_costs_hourly
+        where usage_date >= ? and usage_date < ? and total_cost is not null
+        group by all
+        """,
+        params=[start, end],
+    ).pl()
+    unit = con.sql(
+        """
+        select usage_date as period, 'unit_cost' as metric, 'model' as dimension, model as key,
+               cast(sum(busy_cost) as double) * 1e6 / sum(total_tokens) as actual,
+               cast(sum(total_tokens) as double) as volume
+        from cost_per_token_daily
+        where usage_date >= ? and usage_date < ? and busy_cost is not null
+        group by all
+        having sum(total_tokens) > 0
+        """,
+        params=[start, end],
+    ).pl()
+    observations = pl.concat([ad.series_from_leaves(leaves), unit], how="vertical_relaxed")
+    return observations, leaves
+
+
+def hourly_inputs(
+    con: duckdb.DuckDBPyConnection, lake: Path, start: date, end: date
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Hourly spend per leaf from the gateway requests in the lake, priced at known rates.
+
+    The rate of a deployment on day d is its busy cost per token on the latest day before
+    d in `cost_per_token_daily` (the first known day's rate before any exists).
+    """
+    files = [p for d in _days(start, end) for p in (lake / "gateway_requests" / f"date={d}").glob("*.parquet")]
+    empty = pl.DataFrame(schema={"period": pl.Datetime("us", "UTC"), **{d: pl.String for d in HOURLY_DIMENSIONS}, "value": pl.Float64})
+    if not files:
+        return ad.series_from_leaves(empty, metric=ad.ESTIMATED_COST, dimensions=HOURLY_DIMENSIONS), empty
+    tokens = (
+        pl.scan_parquet(files)
+        .filter(pl.col("status") == "success")
+        .group_by(
+            pl.col("ts_start").dt.truncate("1h").alias("period"),
+            "provider", "deployment", pl.col("customer_id").alias("customer"), "feature",
+        )
+        .agg(
+            pl.sum_horizontal(
+                "input_uncached_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens"
+            ).sum().cast(pl.Float64).alias("tokens")
+        )
+        .with_columns(usage_date=pl.col("period").dt.date())
+        .collect()
+    )
+    rates = con.sql(
+        """
+        select usage_date, deployment,
+               cast(sum(busy_cost) as double) * 1e6 / sum(total_tokens) as usd_per_mtok
+        from cost_per_token_daily
+        where usage_date < ? and busy_cost is not null
+        group by all
+        having sum(total_tokens) > 0
+        """,
+        params=[end],
+    ).pl()
+    known = rates.with_columns(usage_date=pl.col("usage_date") + timedelta(days=1)).sort("usage_date")
+    first = rates.sort("usage_date").group_by("deployment").agg(pl.col("usd_per_mtok").first().alias("first_rate"))
+    leaves = (
+        tokens.sort("usage_date")
+        .join_asof(known, on="usage_date", by="deployment", strategy="backward", check_sortedness=False)
+        .join(first, on="deployment", how="left")
+        .with_columns(value=pl.col("tokens") * pl.coalesce("usd_per_mtok", "first_rate") / 1e6)
+        .filter(pl.col("value").is_not_null())
+        .select("period", *HOURLY_DIMENSIONS, "value")
+    )
+    return ad.series_from_leaves(leaves, metric=ad.ESTIMATED_COST, dimensions=HOURLY_DIMENSIONS), leaves
+
+
+def detect_window(
+    con: duckdb.DuckDBPyConnection,
+    lake: Path,
+    start: date,
+    end: date,
+    *,
+    daily: ad.DetectorSettings = ad.DAILY_SETTINGS,
+    hourly: ad.DetectorSettings | None = ad.HOURLY_SETTINGS,
+    planned: Sequence[ad.PlannedEvent] = (),
+) -> pl.DataFrame:
+    """The alerts of the days [start, end), judged against the history before them."""
+    history_start = start - timedelta(days=DAILY_LOOKBACK_DAYS)
+    observations, leaves = daily_inputs(con, history_start, end)
+    found = [ad.detect(observations, _days(history_start, end), settings=daily, grain="day", leaves=leaves, planned=planned)]
+    if hourly is not None:
+        hourly_start = start - timedelta(days=HOURLY_LOOKBACK_DAYS)
+        obs_h, leaves_h = hourly_inputs(con, lake, hourly_start, end)
+        hours = [
+            datetime(d.year, d.month, d.day, h, tzinfo=UTC)
+            for d in _days(hourly_start, end) for h in range(24)
+        ]
+        found.append(
+            ad.detect(obs_h, hours, settings=hourly, grain="hour", leaves=leaves_h,
+                      leaf_dimensions=HOURLY_DIMENSIONS, planned=planned)
+        )
+    alerts = pl.concat(found)
+    return alerts.filter((pl.col("usage_date") >= start) & (pl.col("usage_date") < end))
+
+
+def write_alerts(con: duckdb.DuckDBPyConnection, alerts: pl.DataFrame, start: date, end: date) -> None:
+    """Replace the window's days in `cost_anomalies` in one transaction."""
+    frame = alerts.with_columns(
+        *[pl.col(c).round(12).cast(pl.Decimal(38, 12)) for c in MONEY_COLUMNS],
+        detected_at=pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")),
+    )
+    con.execute(TABLE_DDL)
+    con.execute("begin transaction")
+    try:
+        con.execute(f"delete from {TABLE} where usage_date >= ? and usage_date < ?", [start, end])
+        con.register("new_alerts", frame.to_arrow())
+        con.execute(f"insert into {TABLE} by name select * from new_alerts")
+        con.unregister("new_alerts")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+
+
+def check_result(alerts: pl.DataFrame) -> dg.AssetCheckResult:
+    """Fails when a new incident needs a person: ERROR when one pages, WARN for chat."""
+    new = alerts.filter(pl.col("status").is_in(ad.NOTIFY_STATUSES))
+    paging = new.filter(pl.col("severity") == "critical")
+    warning = new.filter(pl.col("severity") == "warning")
+    top = (paging if paging.height else warning).sort("impact_usd", descending=True).head(10)
+    metadata = {
+        "paging_incidents": dg.MetadataValue.int(paging.height),
+        "warning_incidents": dg.MetadataValue.int(warning.height),
+        "grouped_or_info": dg.MetadataValue.int(new.height - paging.height - warning.height),
+        "top_incidents": dg.MetadataValue.json(
+            [
+                {
+                    "period": r["period_start"].isoformat(), "grain": r["grain"], "metric": r["metric"],
+                    "dimension": r["dimension"], "key": r["key"], "rule": r["rule"],
+                    "impact_usd": round(r["impact_usd"], 2), "actual": round(r["actual"], 2),
+                    "expected": round(r["expected"], 2), "root_causes": json.loads(r["root_causes"]),
+                    "dedup_key": r["dedup_key"],
+                }
+                for r in top.iter_rows(named=True)
+            ]
+        ),
+    }
+    if paging.height:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+    if warning.height:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
+    return dg.AssetCheckResult(passed=True, metadata=metadata)
+
+
+@dg.asset(
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="anomalies",
+    kinds={"duckdb", "polars"},
+    pool=WAREHOUSE_POOL,
+    deps=["fct_inference_costs_hourly", "cost_per_token_daily", "gateway_requests"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_unexplained_cost_anomaly", asset="cost_anomalies",
+            description="Fails with ERROR when a new incident pages (an unexplained increase "
+            "above the paging threshold), with WARN when one goes to chat.",
+        )
+    ],
+    description="Cost anomalies per day (and hour) x dimension x key: robust same-weekday "
+    "baseline, dollar/percentage/score thresholds, drift, root causes, dedup keys, status.",
+)
+def cost_anomalies(context: dg.AssetExecutionContext, storage: StorageResource):
+    window = context.partition_time_window
+    start, end = window.start.date(), window.end.date()
+    with duckdb.connect(storage.warehouse) as con:
+        alerts = detect_window(con, storage.lake_path, start, end)
+        write_alerts(con, alerts, start, end)
+    yield dg.MaterializeResult(
+        metadata={
+            "rows": dg.MetadataValue.int(alerts.height),
+            "triggered": dg.MetadataValue.int(alerts.filter(pl.col("status") == "triggered").height),
+        }
+    )
+    yield check_result(alerts)
+
+
+ANOMALY_ASSETS = [cost_anomalies]

@@ -1,0 +1,118 @@
+"""The demo month's planted anomalies are found on their day, and nothing else pages.
+
+Runs the detector on the demo warehouse `make demo` built (opened read-only, or copied);
+the variant that generates and builds the month itself takes minutes and is marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from assets import anomaly_detection as ad
+from assets.anomalies import cost_anomalies, detect_window
+from assets.resources import StorageResource
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+def _labels(landing: Path) -> list[dict]:
+    return json.loads((landing / "anomaly_labels.json").read_text())["anomalies"]
+
+
+def _assert_labels_found_and_nothing_else_pages(alerts: pl.DataFrame, labels: list[dict]) -> None:
+    daily = alerts.filter(pl.col("grain") == "day", pl.col("status").is_in(ad.NOTIFY_STATUSES))
+    for label in labels:
+        found = daily.filter(
+            (pl.col("dimension") == label["dimension"]) & (pl.col("key") == label["key"])
+            & (pl.col("usage_date") == date.fromisoformat(label["day"])) & (pl.col("direction") == "up")
+        )
+        assert found.height == 1, (label, daily)
+        assert found.item(0, "severity") in ("critical", "warning")
+    labelled = {(lb["dimension"], lb["key"], date.fromisoformat(lb["day"])) for lb in labels}
+    pages = alerts.filter(pl.col("severity") == "critical", pl.col("status").is_in(ad.NOTIFY_STATUSES))
+    for page in pages.iter_rows(named=True):
+        assert (page["dimension"], page["key"], page["usage_date"]) in labelled, page
+    # The spike and the new customer page (daily); the level shift of $45/day goes to chat.
+    assert set(pages.filter(pl.col("grain") == "day").get_column("key")) == {"cust_globex", "cust_piedpiper"}
+
+
+@pytest.fixture(scope="module")
+def demo() -> Path:
+    if not (DATA / "warehouse.duckdb").exists():
+        pytest.skip("the demo warehouse is built by `make demo`")
+    return DATA
+
+
+def test_demo_labels_are_detected_on_their_day_with_no_other_page(demo: Path) -> None:
+    with duckdb.connect(str(demo / "warehouse.duckdb"), read_only=True) as con:
+        alerts = detect_window(con, demo / "lake", date(2026, 10, 1), date(2026, 10, 31))
+    _assert_labels_found_and_nothing_else_pages(alerts, _labels(demo / "landing"))
+    globex = alerts.filter(pl.col("key") == "cust_globex", pl.col("grain") == "day",
+                           pl.col("status") == "triggered").row(0, named=True)
+    assert globex["actual"] > 4 * globex["expected"]
+    # Within the first hour it is seen from the gateway logs, and what it moved (total,
+    # features, deployments) is grouped under the customer's incident, never paged.
+    first_hour = alerts.filter(pl.col("key") == "cust_globex", pl.col("grain") == "hour",
+                               pl.col("status") == "triggered").row(0, named=True)
+    assert first_hour["period_start"].hour == 0 and first_hour["usage_date"] == date(2026, 10, 11)
+    grouped = alerts.filter(pl.col("explained_by") == first_hour["dedup_key"])
+    assert {"total", "feature", "deployment"} <= set(grouped.get_column("dimension"))
+    assert set(grouped.get_column("severity")) == {"info"}
+
+
+def test_asset_writes_the_table_and_its_check_fails_with_the_pages(demo: Path, tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(demo / "warehouse.duckdb", warehouse)
+    storage = StorageResource(landing=str(demo / "landing"), lake=str(demo / "lake"), warehouse=str(warehouse))
+    result = dg.materialize(
+        [cost_anomalies], resources={"storage": storage},
+        tags={"dagster/asset_partition_range_start": "2026-10-01",
+              "dagster/asset_partition_range_end": "2026-10-30"},
+    )
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["paging_incidents"].value == 3  # globex (day and hour), piedpiper
+    top = check.metadata["top_incidents"].value
+    assert {i["key"] for i in top} == {"cust_globex", "cust_piedpiper"}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.sql("select count(*), min(usage_date), max(usage_date), count(distinct dedup_key) "
+                       "from cost_anomalies").fetchall()[0]
+        types = dict(con.sql("select column_name, column_type from (describe cost_anomalies)").fetchall())
+    assert date(2026, 10, 1) <= rows[1] and rows[2] <= date(2026, 10, 30)
+    assert rows[0] > 0
+    assert types["impact_usd"] == "DECIMAL(38,12)"
+    # A rerun of one day replaces that day's rows with the same ones.
+    before = _day(warehouse, date(2026, 10, 11))
+    dg.materialize([cost_anomalies], resources={"storage": storage}, partition_key="2026-10-11")
+    assert _day(warehouse, date(2026, 10, 11)) == before
+
+
+def _day(warehouse: Path, day: date) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return sorted(con.execute(
+            "select * exclude (detected_at) from cost_anomalies where usage_date = ?", [day]
+        ).fetchall(), key=repr)
+
+
+@pytest.mark.slow
+def test_generated_demo_month_through_the_pipeline(tmp_path: Path) -> None:
+    from pipelines.config import Settings
+    from pipelines.demo.generate import generate
+    from pipelines.runner import run_range
+
+    landing = tmp_path / "landing"
+    generate(landing)
+    settings = Settings(landing=str(landing), lake=str(tmp_path / "lake"), warehouse=str(tmp_path / "wh.duckdb"))
+    run_range(settings, date(2026, 10, 1), date(2026, 10, 1) + timedelta(days=29))
+    with duckdb.connect(settings.warehouse, read_only=True) as con:
+        alerts = detect_window(con, Path(settings.lake), date(2026, 10, 1), date(2026, 10, 31))
+    _assert_labels_found_and_nothing_else_pages(alerts, _labels(landing))
