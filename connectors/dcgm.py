@@ -107,7 +107,7 @@ def read_prometheus_text(data: bytes | Path, *, source_file: str) -> ParseResult
     no_ts = pl.when(pl.col("_ts_text").is_null()).then(
         pl.lit("sample has no timestamp; export the series with timestamps (ms)")
     )
-    return _finish(parsed, source_file, keep_raw=["line"], extra_reasons=[unparseable, no_ts])
+    return finish_samples(parsed, source_file, keep_raw=["line"], extra_reasons=[unparseable, no_ts])
 
 
 def read_dcgm_csv(data: bytes | Path, *, source_file: str) -> ParseResult:
@@ -144,24 +144,26 @@ def read_dcgm_csv(data: bytes | Path, *, source_file: str) -> ParseResult:
     no_metric = pl.when(_blank_to_null(pl.col("_field")).is_null()).then(
         pl.lit("empty metric name")
     )
-    return _finish(parsed, source_file, keep_raw=raw_cols, extra_reasons=[no_metric, bad_ts])
+    return finish_samples(parsed, source_file, keep_raw=raw_cols, extra_reasons=[no_metric, bad_ts])
 
 
 def read_gpu_telemetry(store: LandingStore, keys: list[str]) -> ParseResult:
     """Read DCGM files from the landing store, dispatching on the file extension."""
-    parts = []
-    for key in keys:
-        name = key.rsplit("/", 1)[-1]
-        if name.endswith((".prom", ".prom.gz")):
-            parts.append(read_prometheus_text(_read(store, key), source_file=key))
-        elif name.endswith((".csv", ".csv.gz")):
-            parts.append(read_dcgm_csv(_read(store, key), source_file=key))
-        else:
-            raise SourceFormatError(
-                f"{key}: not a DCGM telemetry file this reader knows; expected .prom, .prom.gz,"
-                " .csv or .csv.gz (move other files out of gpu_telemetry/)"
-            )
-    return ParseResult.concat(parts, GPU_SAMPLES)
+    return ParseResult.concat(
+        [read_gpu_telemetry_bytes(_read(store, key), key) for key in keys], GPU_SAMPLES)
+
+
+def read_gpu_telemetry_bytes(data: bytes, key: str) -> ParseResult:
+    """One DCGM file (plain or gzip): Prometheus text or long CSV, by its extension."""
+    name = key.rsplit("/", 1)[-1]
+    if name.endswith((".prom", ".prom.gz")):
+        return read_prometheus_text(data, source_file=key)
+    if name.endswith((".csv", ".csv.gz")):
+        return read_dcgm_csv(data, source_file=key)
+    raise SourceFormatError(
+        f"{key}: not a DCGM telemetry file this reader knows; expected .prom, .prom.gz,"
+        " .csv or .csv.gz (move other files out of gpu_telemetry/)"
+    )
 
 
 def mig_gpu_fraction(profile: pl.Expr) -> pl.Expr:
@@ -247,10 +249,12 @@ def downsample_hourly(samples: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     return conform(out.select([c for c in GPU_HOURLY]).collect(), GPU_HOURLY)
 
 
-def _finish(
+def finish_samples(
     parsed: pl.DataFrame, source_file: str, *, keep_raw: list[str], extra_reasons: list[pl.Expr]
 ) -> ParseResult:
-    """Shared tail of both readers: value parsing, metric mapping, validation."""
+    """Shared tail of the DCGM readers (text, CSV, Prometheus API): value parsing, metric
+    mapping, validation. `parsed` holds `_row_number`, `_field`, `_value_text`, `ts` and
+    the LABELS columns."""
     value_text = pl.col("_value_text").str.strip_chars()
     is_na = value_text.is_null() | value_text.is_in(NA_STRINGS)
     number = value_text.cast(pl.Float64, strict=False)
@@ -355,3 +359,20 @@ def gunzip_if_compressed(data: bytes, source_file: str) -> bytes:
 def _read(store: LandingStore, key: str) -> bytes:
     path = store.local_path(key)
     return path.read_bytes() if path is not None else store.read_bytes(key)
+
+
+def parse_iso_utc_series(text: pl.Series) -> pl.Series:
+    """parse_iso_utc for a whole column, fast on the common spelling.
+
+    Logs write `2026-10-01T10:00:00.123Z` on nearly every row; one strptime pass reads
+    those, and only the rows it could not read go through the general parser.
+    """
+    fast = text.str.to_datetime(
+        "%Y-%m-%dT%H:%M:%S%.fZ", strict=False, time_unit="us"
+    ).dt.replace_time_zone("UTC")
+    missed = fast.is_null() & text.is_not_null()
+    if missed.any():
+        where = missed.arg_true()
+        slow = pl.select(parse_iso_utc(pl.lit(text.gather(where)))).to_series()
+        fast = fast.scatter(where, slow)
+    return fast.alias(text.name)

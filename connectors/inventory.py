@@ -9,7 +9,7 @@ deployment nobody confirmed. Overlaps are checked across all the files read toge
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -21,7 +21,7 @@ from connectors.schemas import FLEET_INVENTORY, QUARANTINE, conform, empty
 SOURCE = "inventory"
 COLUMNS = ["hostname", "provider", "resource_id", "deployment", "valid_from", "valid_to"]
 # Stands in for an open end when comparing intervals.
-_OPEN_END = datetime(9999, 1, 1, tzinfo=timezone.utc)
+_OPEN_END = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def read_inventory(store: LandingStore, prefix: str = "inventory") -> ParseResult:

@@ -10,6 +10,11 @@ gzip-compressed.
 Only the fields in SPEND_LOG_FIELDS are read: prompt and response bodies (`messages`,
 `response`, `proxy_server_request`) never reach a frame, and neither does `api_key`, which
 is hashed (sha256) into api_key_hash. Quarantined rows keep only the fields in RAW_FIELDS.
+
+A day of millions of requests is parsed with bounded memory: `iter_litellm` yields one
+ParseResult per batch (polars streams local files; other objects are cut into chunks of
+whole lines) and `SpendLogReader` remembers the request ids it has seen, so a request
+logged twice (in one file or in two) is counted once wherever the copies fall.
 """
 
 from __future__ import annotations
@@ -18,16 +23,24 @@ import hashlib
 import io
 import json
 import re
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import polars as pl
 
-from connectors.dcgm import gunzip_if_compressed, parse_iso_utc
+from connectors.dcgm import parse_iso_utc_series
 from connectors.landing import LandingStore
-from connectors.result import ParseResult
+from connectors.result import ParseResult, SourceFormatError
 from connectors.schemas import GATEWAY_REQUESTS, MONEY, QUARANTINE, conform, empty
 
 SOURCE = "litellm"
+# Decompressed text parsed at a time where polars cannot stream the file itself: large
+# enough to keep its reader parallel, small enough that a day never sits in memory at once.
+CHUNK_BYTES = 64 << 20
+# Rows per batch when polars streams a local file.
+STREAM_BATCH_ROWS = 100_000
 
 # Every field read as text: numbers keep their exact decimal spelling (spend goes straight
 # to Decimal) and a wrongly typed value quarantines one row instead of failing the file.
@@ -62,6 +75,8 @@ METADATA = pl.Struct({
     "additional_usage_values": _USAGE,
     "usage_object": _USAGE,
 })
+# A parsed chunk before validation: its line numbers, the text fields, metadata decoded.
+PARSED_SCHEMA = {"_row_number": pl.UInt32, **_TEXT_SCHEMA, "metadata": METADATA}
 
 SELF_HOSTED_PROVIDERS = ["hosted_vllm", "vllm"]
 # LiteLLM's names for "an OpenAI-compatible server at this api_base".
@@ -81,9 +96,13 @@ def read_litellm_jsonl(
     customer_salt: str | None = None,
 ) -> ParseResult:
     """Parse one spend-log JSONL file (plain or gzip); duplicate request_ids are quarantined."""
-    parsed, quarantined, read = _parse_file(_as_bytes(data), source_file)
-    return _finish([parsed], [quarantined], read, [source_file],
-                   self_hosted_deployments, customer_salt)
+    reader = SpendLogReader(self_hosted_deployments, customer_salt)
+    with _open(data) as stream:
+        return _collect(reader.read_stream(stream, source_file), [source_file])
+
+
+def _open(data: bytes | Path) -> IO[bytes]:
+    return data.open("rb") if isinstance(data, Path) else io.BytesIO(data)
 
 
 def read_litellm(
@@ -94,93 +113,293 @@ def read_litellm(
     customer_salt: str | None = None,
 ) -> ParseResult:
     """Parse several spend-log files; a request_id seen twice (in any of them) is kept once."""
-    parsed, quarantined, read = [], [], 0
+    return _collect(
+        iter_litellm(store, keys, self_hosted_deployments=self_hosted_deployments,
+                     customer_salt=customer_salt),
+        list(keys),
+    )
+
+
+def iter_litellm(
+    store: LandingStore,
+    keys: list[str],
+    *,
+    self_hosted_deployments: frozenset[str] = frozenset(),
+    customer_salt: str | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Iterator[ParseResult]:
+    """The same as read_litellm, a batch at a time: for days too large to hold at once.
+
+    Each batch's result balances on its own; the first copy of a request id (in the order
+    of `keys`, then of lines) wins across all batches and files. A local file is streamed
+    by polars itself (its inflate and JSON parser, in Rust, batch by batch); a file polars
+    refuses (a malformed line) continues, from the first line it did not deliver, through
+    the line-by-line reader that quarantines the bad lines. Objects without a local path
+    (S3) are read in chunks of `chunk_bytes` of text.
+    """
+    reader = SpendLogReader(self_hosted_deployments, customer_salt, chunk_bytes=chunk_bytes)
     for key in keys:
         path = store.local_path(key)
-        raw = path.read_bytes() if path is not None else store.read_bytes(key)
-        p, q, n = _parse_file(raw, key)
-        parsed.append(p)
-        quarantined.append(q)
-        read += n
-    return _finish(parsed, quarantined, read, list(keys), self_hosted_deployments, customer_salt)
+        delivered = 0
+        if path is not None:
+            try:
+                for batch in _stream(path):
+                    delivered += batch.height
+                    yield reader.read_frame(batch, key)
+                continue
+            except (pl.exceptions.PolarsError, OSError):
+                pass  # the rest goes through the exact reader, which names what is wrong
+        with _open(path if path is not None else store.read_bytes(key)) as f:
+            yield from reader.read_stream(f, key, skip_records=delivered)
 
 
-def _finish(
-    parsed: list[pl.DataFrame],
-    quarantined: list[pl.DataFrame],
-    rows_read: int,
-    files: list[str],
-    self_hosted_deployments: frozenset[str],
-    customer_salt: str | None,
-) -> ParseResult:
-    frames = [p for p in parsed if p.height]
-    # One chunk per column: polars 2.1 panics ("i < self.len()" in binview) evaluating the
-    # dedupe's window expressions over string columns concatenated from several reads.
-    df = pl.concat(frames, how="vertical", rechunk=True) if frames else None
-    if df is not None:
-        df, dup_q = _drop_duplicates(df)
-        quarantined = [*quarantined, dup_q]
-        rows = _normalize(df, self_hosted_deployments, customer_salt)
-    else:
-        rows = empty(GATEWAY_REQUESTS)
-    q = [x for x in quarantined if x.height]
-    result = ParseResult(
-        rows=rows,
-        quarantine=pl.concat(q, how="vertical") if q else empty(QUARANTINE),
-        rows_read=rows_read,
-        files=files,
+def _stream(path: Path) -> Iterator[pl.DataFrame]:
+    """polars' streaming NDJSON reader over a file, plain or gzip, in PARSED_SCHEMA batches.
+
+    It skips blank lines, so a record's number is its line number in files without them
+    (what exports write); files with malformed lines fall back to the exact reader.
+    """
+    scan = pl.scan_ndjson(path, schema={**_TEXT_SCHEMA, "metadata": METADATA},
+                          row_index_name="_row_number", row_index_offset=1)
+    yield from scan.collect_batches(chunk_size=STREAM_BATCH_ROWS)
+
+
+class SpendLogReader:
+    """Parses spend-log chunks into gateway_requests and remembers the request ids seen.
+
+    One reader per ingestion run: the ids it has seen decide which copy of a request is the
+    duplicate. Ids are kept as two 64-bit hashes (different seeds: a false match needs both
+    to collide) with the file and line of their first copy, 24 bytes a request, so ten
+    million requests cost about 240 MB instead of holding the id strings.
+    """
+
+    def __init__(
+        self,
+        self_hosted_deployments: frozenset[str] = frozenset(),
+        customer_salt: str | None = None,
+        *,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> None:
+        self.self_hosted_deployments = self_hosted_deployments
+        self.customer_salt = customer_salt
+        self.chunk_bytes = chunk_bytes
+        self._seen: list[pl.DataFrame] = []
+        self._files: list[str] = []
+
+    def read_stream(self, stream: IO[bytes], source_file: str, *, skip_records: int = 0
+                    ) -> Iterator[ParseResult]:
+        """Parse a file (plain or gzip, by its magic bytes) chunk by chunk, leaving out its
+        first `skip_records` non-blank lines (already read by the streaming reader)."""
+        for text, first_line in _line_chunks(stream, source_file, self.chunk_bytes):
+            if skip_records:
+                lines = _numbered_lines(text, first_line)
+                skipped = min(skip_records, lines.height)
+                skip_records -= skipped
+                if skipped == lines.height:
+                    continue
+                yield self._read_lines(lines.slice(skipped), source_file)
+            else:
+                yield self.read_text(text, source_file, first_line=first_line)
+
+    def read_text(self, text: bytes, source_file: str, *, first_line: int = 1) -> ParseResult:
+        """Parse JSONL text whose first line is line `first_line` of `source_file`."""
+        good = _read_whole(text, first_line)
+        if good is None:
+            return self._read_lines(_numbered_lines(text, first_line), source_file)
+        return self.read_frame(good, source_file, rows_read=good.height)
+
+    def _read_lines(self, lines: pl.DataFrame, source_file: str) -> ParseResult:
+        good, bad = _read_lines(lines)
+        return self.read_frame(good, source_file, rows_read=lines.height,
+                               quarantined=_malformed_quarantine(bad, source_file))
+
+    def read_frame(
+        self,
+        df: pl.DataFrame,
+        source_file: str,
+        *,
+        rows_read: int | None = None,
+        quarantined: pl.DataFrame | None = None,
+    ) -> ParseResult:
+        """Validate, deduplicate and normalize rows already in PARSED_SCHEMA (text fields,
+        metadata decoded, `_row_number`): the seam other readers of the table share."""
+        df = _with_usage(df.with_columns(pl.lit(source_file).alias("_source_file")))
+        valid, rejected = _split(df, _row_problem())
+        valid, duplicates = self._drop_seen(valid, source_file)
+        q = [x for x in (quarantined, rejected, duplicates) if x is not None and x.height]
+        if rows_read is None:
+            rows_read = df.height + (quarantined.height if quarantined is not None else 0)
+        result = ParseResult(
+            rows=_normalize(valid, self.self_hosted_deployments, self.customer_salt),
+            quarantine=pl.concat(q, how="vertical") if q else empty(QUARANTINE),
+            rows_read=rows_read,
+            files=[source_file],
+        )
+        result.check_balance()
+        return result
+
+    def _drop_seen(self, df: pl.DataFrame, source_file: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Keep the first copy of each request_id read; quarantine the rest, naming it.
+
+        LiteLLM retries its spend-log writes and exports overlap, so copies are expected; they
+        must not double-count tokens or cost.
+        """
+        if source_file not in self._files:
+            self._files.append(source_file)
+        keyed = df.with_columns(
+            pl.col("request_id").hash(seed=0x5EED).alias("_h1"),
+            pl.col("request_id").hash(seed=0xC0FFEE).alias("_h2"),
+        )
+        first_here = keyed["request_id"].is_first_distinct()
+        earlier = self._earlier(keyed.select("_h1", "_h2"))
+        if earlier.height or not first_here.all():
+            good, dup = self._split_copies(keyed, first_here, earlier, source_file)
+        else:
+            good, dup = keyed, empty(QUARANTINE)
+        self._seen.append(good.select(
+            "_h1", "_h2", pl.lit(self._files.index(source_file), pl.UInt32).alias("_seen_file"),
+            pl.col("_row_number").cast(pl.UInt32).alias("_seen_line")))
+        return good.drop("_h1", "_h2"), dup
+
+    def _split_copies(self, keyed: pl.DataFrame, first_here: pl.Series, earlier: pl.DataFrame,
+                      source_file: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The rare chunk with copies: name where each copy's original was first seen."""
+        first_lines = keyed.filter(first_here).select(
+            "request_id", pl.col("_row_number").cast(pl.UInt32).alias("_first_line"))
+        keyed = (keyed.with_columns(first_here.alias("_first_here"))
+                 .join(earlier, on=["_h1", "_h2"], how="left")
+                 .join(first_lines, on="request_id", how="left"))
+        seen_file = pl.col("_seen_file").replace_strict(
+            list(range(len(self._files))), self._files, default=None, return_dtype=pl.String)
+        reason = pl.when(pl.col("_seen_file").is_not_null() | ~pl.col("_first_here")).then(
+            pl.format("duplicate request_id '{}' (first seen in {} line {})",
+                      pl.col("request_id"), pl.coalesce(seen_file, pl.lit(source_file)),
+                      pl.coalesce(pl.col("_seen_line"), pl.col("_first_line"))))
+        good, dup = _split(keyed, reason)
+        return good.drop("_first_here", "_seen_file", "_seen_line", "_first_line"), dup
+
+    def _earlier(self, keys: pl.DataFrame) -> pl.DataFrame:
+        """Ids of this chunk seen in earlier chunks, with where they were first seen.
+
+        The seen ids probe the chunk's (small) hash table, not the other way round, so a
+        chunk costs one pass over the seen hashes instead of rebuilding a table of them.
+        """
+        if not self._seen:
+            return pl.DataFrame(schema={"_h1": pl.UInt64, "_h2": pl.UInt64,
+                                        "_seen_file": pl.UInt32, "_seen_line": pl.UInt32})
+        seen = pl.concat(self._seen, rechunk=False)
+        return seen.join(keys, on=["_h1", "_h2"], how="semi")
+
+
+def _numbered_lines(text: bytes, first_line: int) -> pl.DataFrame:
+    """The non-blank lines of a chunk with their line numbers in the file."""
+    return (
+        pl.DataFrame({"line": [text.decode("utf-8", errors="replace")]})
+        .select(pl.col("line").str.split("\n"))
+        .explode("line")
+        .with_row_index("_row_number", offset=first_line)
+        .filter(pl.col("line").str.strip_chars() != "")  # blank lines are not rows
     )
+
+
+def _collect(parts: Iterator[ParseResult], files: list[str]) -> ParseResult:
+    result = ParseResult.concat(parts, GATEWAY_REQUESTS)
+    result.files = files
     result.check_balance()
     return result
 
 
-def _parse_file(raw: bytes, source_file: str) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """Rows that passed row checks (with helper columns), quarantined rows, rows read."""
-    raw = gunzip_if_compressed(raw, source_file)
-    good = _read_whole(raw)
-    if good is not None:
-        read, malformed = good.height, empty(QUARANTINE)
-    else:
-        lines = (
-            pl.DataFrame({"line": [raw.decode("utf-8", errors="replace")]})
-            .select(pl.col("line").str.split("\n"))
-            .explode("line")
-            .with_row_index("_row_number", offset=1)
-            .filter(pl.col("line").str.strip_chars() != "")  # blank lines are not rows
-        )
-        good, bad = _read_lines(lines)
-        read, malformed = lines.height, _malformed_quarantine(bad, source_file)
-    df = _with_usage(good.with_columns(pl.lit(source_file).alias("_source_file")))
-    valid, rejected = _split(df, _row_problem())
-    return valid, pl.concat([malformed, rejected], how="vertical"), read
+def _line_chunks(stream: IO[bytes], source_file: str, chunk_bytes: int
+                 ) -> Iterator[tuple[bytes, int]]:
+    """Decompressed text in pieces that end on a line break, with each piece's first line."""
+    line, carry = 1, b""
+    for block in _inflated_blocks(stream, source_file, chunk_bytes):
+        block = carry + block
+        cut = block.rfind(b"\n") + 1
+        if cut == 0:
+            carry = block
+            continue
+        text, carry = block[:cut], block[cut:]
+        yield text, line
+        line += text.count(b"\n")
+    if carry.strip():
+        yield carry, line
+
+
+def _inflated_blocks(stream: IO[bytes], source_file: str, block_bytes: int) -> Iterator[bytes]:
+    """The file's bytes, inflated when it is gzip (by its magic bytes, whatever its name),
+    in blocks of about `block_bytes`. Large zlib calls keep the GIL released while they run;
+    concatenated gzip members (what `cat a.gz b.gz` makes) are all read."""
+    head = stream.read(2)
+    stream.seek(0)
+    if head != b"\x1f\x8b":
+        while block := stream.read(block_bytes):
+            yield block
+        return
+    inflater, out, size = zlib.decompressobj(wbits=31), [], 0
+    try:
+        while raw := stream.read(block_bytes // 8):
+            while raw:
+                if inflater.eof:  # the next gzip member
+                    inflater = zlib.decompressobj(wbits=31)
+                # Bounded output: highly compressible logs must not inflate all at once.
+                piece = inflater.decompress(raw, block_bytes)
+                out.append(piece)
+                size += len(piece)
+                raw = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+                if size >= block_bytes:
+                    yield b"".join(out)
+                    out, size = [], 0
+        if not inflater.eof:
+            raise zlib.error("the gzip stream ends early")
+    except zlib.error as e:
+        raise SourceFormatError(
+            f"{source_file}: damaged gzip data ({e}); re-upload or re-export the file"
+        ) from e
+    if out:
+        yield b"".join(out)
 
 
 def _ndjson(body: bytes) -> pl.DataFrame:
     """polars' NDJSON reader with metadata decoded in the same pass when it is an object;
     exports that write metadata as JSON text take a second pass."""
     try:
-        return pl.read_ndjson(io.BytesIO(body), schema={**_TEXT_SCHEMA, "metadata": METADATA})
+        return pl.read_ndjson(body, schema={**_TEXT_SCHEMA, "metadata": METADATA})
     except pl.exceptions.PolarsError:
-        df = pl.read_ndjson(io.BytesIO(body), schema=_TEXT_SCHEMA)
-        return df.with_columns(_decode_metadata(df["metadata"]))
+        df = pl.read_ndjson(body, schema=_TEXT_SCHEMA)
+        return df.with_columns(decode_metadata(df["metadata"]))
 
 
-def _read_whole(raw: bytes) -> pl.DataFrame | None:
-    """The fast path: the whole file in one read, when it parses and has no blank lines
-    (so the n-th row is the n-th line). None sends the file down the line-by-line path."""
-    body = raw.strip()
-    if not body:
-        return pl.DataFrame(schema={"_row_number": pl.UInt32, **_TEXT_SCHEMA,
-                                    "metadata": METADATA})
-    if re.search(rb"\n[ \t\r]*\n", body):
+def _read_whole(raw: bytes, first_line: int) -> pl.DataFrame | None:
+    """The fast path: the whole text in one read, when it parses and has no blank lines
+    (so the n-th row is the n-th line). None sends the text down the line-by-line path."""
+    body_end = _content_end(raw)
+    if body_end == 0:
+        return pl.DataFrame(schema=PARSED_SCHEMA)
+    if raw[:1].isspace() or _BLANK_LINE.search(raw, 0, body_end):
         return None
     try:
-        df = _ndjson(body)
+        df = _ndjson(raw)
     except pl.exceptions.PolarsError:
         return None
-    if df.height != body.count(b"\n") + 1:
+    if df.height != raw.count(b"\n", 0, body_end) + 1:
         return None
-    return df.with_row_index("_row_number", offset=1)
+    return df.with_row_index("_row_number", offset=first_line)
+
+
+_BLANK_LINE = re.compile(rb"\n[ \t\r]*\n")
+
+
+def _content_end(raw: bytes) -> int:
+    """Length of `raw` without trailing whitespace, without copying a large buffer."""
+    end = len(raw)
+    while end:
+        tail = raw[max(0, end - 4096):end]
+        stripped = len(tail.rstrip())
+        if stripped:
+            return end - len(tail) + stripped
+        end -= len(tail)
+    return 0
 
 
 def _read_lines(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -208,8 +427,7 @@ def _bisect(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     except pl.exceptions.PolarsError:
         pass
     if lines.height <= 1:
-        return pl.DataFrame(schema={"_row_number": pl.UInt32, **_TEXT_SCHEMA,
-                                    "metadata": METADATA}), lines
+        return pl.DataFrame(schema=PARSED_SCHEMA), lines
     mid = lines.height // 2
     left_good, left_bad = _bisect(lines.slice(0, mid))
     right_good, right_bad = _bisect(lines.slice(mid))
@@ -241,7 +459,8 @@ def _malformed_quarantine(bad: pl.DataFrame, source_file: str) -> pl.DataFrame:
     )
 
 
-def _decode_metadata(meta: pl.Series) -> pl.Series:
+def decode_metadata(meta: pl.Series) -> pl.Series:
+    """LiteLLM metadata given as JSON text -> the METADATA struct (what this reader uses)."""
     try:
         return meta.str.json_decode(METADATA)
     except pl.exceptions.PolarsError:
@@ -276,8 +495,8 @@ def _with_usage(df: pl.DataFrame) -> pl.DataFrame:
 
     meta = pl.col("_meta").struct.field
     return df.with_columns(
-        parse_iso_utc(pl.col("startTime")).alias("_ts_start"),
-        parse_iso_utc(pl.col("endTime")).alias("_ts_end"),
+        parse_iso_utc_series(df["startTime"]).alias("_ts_start"),
+        parse_iso_utc_series(df["endTime"]).alias("_ts_end"),
         pl.col("prompt_tokens").cast(pl.Int64, strict=False).alias("_prompt"),
         pl.col("completion_tokens").cast(pl.Int64, strict=False).alias("_completion"),
         tokens(aux.struct.field("cache_read_input_tokens"), cached(aux),
@@ -287,8 +506,8 @@ def _with_usage(df: pl.DataFrame) -> pl.DataFrame:
                usage.struct.field("cache_creation_input_tokens"), created(usage),
                pl.lit(0)).alias("_cache_write"),
         tokens(reasoning(aux), reasoning(usage), pl.lit(0)).alias("_reasoning"),
-        _money(pl.col("spend")).alias("_spend"),
-        *[_null_if_blank(meta(f)).alias(f"_m_{f}") for f in
+        money_from_text(df["spend"]).alias("_spend"),
+        *[null_if_blank(meta(f)).alias(f"_m_{f}") for f in
           ("user_api_key_team_id", "user_api_key_user_id", "user_api_key_end_user_id",
            "customer_id", "feature", "status")],
     ).drop("_meta")
@@ -305,7 +524,7 @@ def _row_problem() -> pl.Expr:
             pl.format("negative {} ({})", pl.lit(name), pl.col(helper)))
 
     return pl.coalesce(
-        pl.when(_null_if_blank(pl.col("request_id")).is_null()).then(pl.lit("missing request_id")),
+        pl.when(null_if_blank(pl.col("request_id")).is_null()).then(pl.lit("missing request_id")),
         pl.when(pl.col("startTime").is_null()).then(pl.lit("missing startTime")),
         pl.when(pl.col("_ts_start").is_null()).then(
             pl.format("unparseable startTime '{}'", pl.col("startTime"))),
@@ -343,37 +562,17 @@ def _split(df: pl.DataFrame, reason: pl.Expr) -> tuple[pl.DataFrame, pl.DataFram
     return tagged.filter(pl.col("_reason").is_null()).drop("_reason"), quarantined
 
 
-def _drop_duplicates(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Keep the first copy of each request_id (file order, then line); quarantine the rest.
-
-    LiteLLM retries its spend-log writes and exports overlap, so copies are expected; they
-    must not double-count tokens or cost.
-    """
-    df = df.with_row_index("_order")
-    first = pl.col("_order").min().over("request_id")
-    df = df.with_columns(
-        pl.col("_source_file").sort_by("_order").first().over("request_id").alias("_first_file"),
-        pl.col("_row_number").sort_by("_order").first().over("request_id").alias("_first_line"),
-        (pl.col("_order") != first).alias("_is_dup"),
-    )
-    reason = pl.when(pl.col("_is_dup")).then(pl.format(
-        "duplicate request_id '{}' (first seen in {} line {})",
-        pl.col("request_id"), pl.col("_first_file"), pl.col("_first_line")))
-    good, dup = _split(df, reason)
-    return good.drop("_order", "_first_file", "_first_line", "_is_dup"), dup
-
-
 def _normalize(
     df: pl.DataFrame, self_hosted_deployments: frozenset[str], customer_salt: str | None
 ) -> pl.DataFrame:
-    blank = _null_if_blank
+    blank = null_if_blank
     provider = blank(pl.col("custom_llm_provider"))
     api_host = pl.col("api_base").str.extract(r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^/:?#]+)", 1)
     deployment = pl.coalesce(blank(pl.col("model_group")), blank(pl.col("model_id")), api_host)
     is_self_hosted = (
         provider.is_in(SELF_HOSTED_PROVIDERS).fill_null(False)
         | (provider.is_in(OPENAI_COMPATIBLE_PROVIDERS).fill_null(False)
-           & api_host.str.to_lowercase().str.contains(_PRIVATE_HOST).fill_null(False))
+           & private_host(api_host))
         | deployment.is_in(list(self_hosted_deployments)).fill_null(False)
     )
     tag_feature = pl.col("request_tags").str.extract(r'"feature:([^"]+)"', 1)
@@ -419,50 +618,66 @@ def _normalize(
         pl.col("_spend").alias("gateway_reported_cost"),
     )
     out = out.with_columns(
-        _sha256(pl.col("_api_key"), out["_api_key"]).alias("api_key_hash"),
+        sha256_hex(pl.col("_api_key"), out["_api_key"]).alias("api_key_hash"),
     ).drop("_api_key")
     if customer_salt is not None:
         out = out.with_columns(
-            _sha256(pl.col("customer_id"), out["customer_id"], salt=customer_salt, length=16)
+            sha256_hex(pl.col("customer_id"), out["customer_id"], salt=customer_salt, length=16)
             .alias("customer_id")
         )
     return conform(out, GATEWAY_REQUESTS)
 
 
-def _sha256(col: pl.Expr, values: pl.Series, *, salt: str = "", length: int = 64) -> pl.Expr:
+def sha256_hex(col: pl.Expr, values: pl.Series, *, salt: str = "", length: int = 64) -> pl.Expr:
     """sha256(salt + value) hex, computed once per distinct value (keys and customers are few)."""
     distinct = values.drop_nulls().unique().to_list()
     digests = [hashlib.sha256((salt + v).encode()).hexdigest()[:length] for v in distinct]
     return col.replace_strict(distinct, digests, default=None, return_dtype=pl.String)
 
 
-def _money(text: pl.Expr) -> pl.Expr:
-    """A JSON number's text to Decimal(38, 12) without passing through float.
+def private_host(host: pl.Expr) -> pl.Expr:
+    """True for RFC 1918, loopback and in-cluster hosts (a server we run ourselves)."""
+    return host.str.to_lowercase().str.contains(_PRIVATE_HOST).fill_null(False)
 
-    Postgres and Python write small floats in exponent form (`2.5e-05`); the exponent is
-    applied by moving the decimal point in the text.
+
+def money_from_text(text: pl.Series) -> pl.Series:
+    """JSON number text to Decimal(38, 12) without passing through float.
+
+    Plain decimals are cast directly. Postgres and Python write small floats in exponent
+    form (`2.5e-05`): for those (few distinct) spellings the exponent is applied by moving
+    the decimal point in the text. Anything else that is not a number becomes null.
     """
     text = text.str.strip_chars()
-    pattern = r"^([+-]?)(\d*)\.?(\d*)(?:[eE]([+-]?\d+))?$"
+    has_exponent = text.str.contains("[eE]").fill_null(False)
+    if has_exponent.any():
+        spellings = text.filter(has_exponent).unique()
+        plain = pl.select(_shift_exponent(pl.lit(spellings))).to_series()
+        text = pl.select(pl.when(pl.lit(has_exponent)).then(
+            pl.lit(text).replace_strict(spellings, plain, default=None))
+            .otherwise(pl.lit(text))).to_series()
+    is_number = text.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)$").fill_null(False)
+    return pl.select(pl.when(pl.lit(is_number)).then(pl.lit(text)).cast(MONEY, strict=False)
+                     ).to_series().alias(text.name)
+
+
+def _shift_exponent(text: pl.Expr) -> pl.Expr:
+    """`1.25e-3` -> `0.00125` by moving the point; null when the text is not that shape."""
+    pattern = r"^([+-]?)(\d*)\.?(\d*)[eE]([+-]?\d+)$"
     sign, whole, frac = (text.str.extract(pattern, i) for i in (1, 2, 3))
-    exponent = text.str.extract(pattern, 4).cast(pl.Int32).fill_null(0)
+    exponent = text.str.extract(pattern, 4).cast(pl.Int32)
     digits = pl.concat_str([whole, frac])
     n = digits.str.len_chars().cast(pl.Int32)
+    # Every branch is evaluated on every value, so lengths are clipped to stay valid.
     point = whole.str.len_chars().cast(pl.Int32) + exponent
+    lead, tail = (n - point).clip(0), point.clip(0)
     shifted = (
-        pl.when(point <= 0).then(pl.concat_str([pl.lit("0."), digits.str.zfill(n - point)]))
-        .when(point >= n).then(digits.str.reverse().str.zfill(point).str.reverse())
-        .otherwise(pl.concat_str([digits.str.slice(0, point), pl.lit("."),
-                                  digits.str.slice(point)]))
+        pl.when(point <= 0).then(pl.concat_str([pl.lit("0."), digits.str.zfill(lead)]))
+        .when(point >= n).then(digits.str.reverse().str.zfill(tail).str.reverse())
+        .otherwise(pl.concat_str([digits.str.slice(0, tail), pl.lit("."),
+                                  digits.str.slice(tail)]))
     )
-    is_number = text.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-    return pl.when(is_number).then(pl.concat_str([sign, shifted])).cast(MONEY, strict=False)
+    return pl.when(n > 0).then(pl.concat_str([sign, shifted]))
 
-
-def _null_if_blank(e: pl.Expr) -> pl.Expr:
+def null_if_blank(e: pl.Expr) -> pl.Expr:
     """LiteLLM writes '' for "not set" in most text columns."""
     return pl.when(e.str.strip_chars() == "").then(None).otherwise(e)
-
-
-def _as_bytes(data: bytes | Path) -> bytes:
-    return Path(data).read_bytes() if isinstance(data, Path) else data

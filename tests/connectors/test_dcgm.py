@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -24,8 +24,8 @@ PROM = FIXTURES / "host_a.prom"
 CSV = FIXTURES / "dcgm_long.csv"
 GPU_A0 = "GPU-aaaa0000-0000-0000-0000-000000000000"
 GPU_B0 = "GPU-bbbb0000-0000-0000-0000-000000000000"
-H0 = datetime(2026, 10, 1, 0, tzinfo=timezone.utc)
-H1 = datetime(2026, 10, 1, 1, tzinfo=timezone.utc)
+H0 = datetime(2026, 10, 1, 0, tzinfo=UTC)
+H1 = datetime(2026, 10, 1, 1, tzinfo=UTC)
 
 
 def _hour(hourly: pl.DataFrame, hour: datetime, uuid: str, mig: str | None = None) -> dict:

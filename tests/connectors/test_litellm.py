@@ -202,7 +202,7 @@ def demo_gateway(tmp_path_factory: pytest.TempPathFactory) -> tuple:
 
 
 def test_demo_gateway_logs_read_back_whole(demo_gateway) -> None:
-    world, landing, info, result = demo_gateway
+    world, _, info, result = demo_gateway
     assert info["files"] == ["gateway_logs/litellm/2026/10/01/spend_logs-0.jsonl.gz",
                              "gateway_logs/litellm/2026/10/02/spend_logs-0.jsonl.gz"]
     # Day 1 is the cust_globex 8x spike day; day 2 has the new customer: both above 200.
@@ -258,3 +258,60 @@ def test_demo_gateway_month_writes_quickly(tmp_path: Path) -> None:
     info = write_gateway_logs(build_world(), tmp_path)
     assert time.perf_counter() - started < 20
     assert len(info["files"]) == 30
+
+
+class _RemoteStore(LocalStore):
+    """A store without local paths, as S3 is: files are read as bytes, in chunks."""
+
+    def local_path(self, key: str) -> None:
+        return None
+
+
+@pytest.mark.parametrize("store_class", [LocalStore, _RemoteStore])
+def test_batches_match_whole_reading_and_find_copies_across_batches(
+        tmp_path: Path, store_class: type) -> None:
+    from connectors.litellm import iter_litellm
+
+    rows = [_row(f"r{i}", prompt_tokens=10 + i, completion_tokens=i) for i in range(40)]
+    first = _jsonl(rows[:25])
+    # Two gzip members back to back (what `cat a.gz b.gz` makes), the second repeating r3.
+    second = _jsonl([*rows[25:], _row("r3", prompt_tokens=13, completion_tokens=3)])
+    folder = tmp_path / "gateway_logs" / "litellm"
+    folder.mkdir(parents=True)
+    (folder / "a.jsonl.gz").write_bytes(gzip.compress(first) + gzip.compress(second))
+    (folder / "b.jsonl").write_bytes(_jsonl([_row("r7", prompt_tokens=17, completion_tokens=7),
+                                             _row("r99", prompt_tokens=1)]))
+    store = store_class(tmp_path)
+    keys = [o.key for o in store.list("gateway_logs")]
+    parts = list(iter_litellm(store, keys, chunk_bytes=4096))
+    for part in parts:
+        part.check_balance()
+    rows_out = pl.concat([p.rows for p in parts]).sort("request_id")
+    assert rows_out.height == 41
+    assert rows_out["input_uncached_tokens"].sum() == sum(10 + i for i in range(40)) + 1
+    reasons = sorted(pl.concat([p.quarantine for p in parts])["reason"].to_list())
+    assert reasons == [
+        "duplicate request_id 'r3' (first seen in gateway_logs/litellm/a.jsonl.gz line 4)",
+        "duplicate request_id 'r7' (first seen in gateway_logs/litellm/a.jsonl.gz line 8)",
+    ]
+    whole = read_litellm(store, keys)
+    assert whole.rows.sort("request_id").equals(rows_out)
+
+
+def test_a_malformed_line_late_in_a_file_continues_line_by_line(tmp_path: Path) -> None:
+    rows = [json.dumps(_row(f"r{i}", prompt_tokens=i)) for i in range(300)]
+    rows[250] = '{"request_id": "r250", "prompt_tokens": '  # cut off mid-line
+    (tmp_path / "big.jsonl").write_text("\n".join(rows) + "\n")
+    result = read_litellm(LocalStore(tmp_path), ["big.jsonl"])
+    result.check_balance()
+    assert (result.rows_read, result.rows_written, result.rows_quarantined) == (300, 299, 1)
+    assert result.quarantine.row(0, named=True)["row_number"] == 251
+    assert result.rows["request_id"].n_unique() == 299
+
+
+def test_truncated_gzip_is_a_whole_file_error(tmp_path: Path) -> None:
+    from connectors.result import SourceFormatError
+
+    (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(_jsonl([_row("a")] * 50))[:-20])
+    with pytest.raises(SourceFormatError, match=r"cut\.jsonl\.gz: damaged gzip"):
+        read_litellm(LocalStore(tmp_path), ["cut.jsonl.gz"])
