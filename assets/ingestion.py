@@ -8,18 +8,29 @@ written, quarantined) and its quarantine partition, so nothing is dropped silent
 
 import json
 from collections import Counter
-from datetime import date, datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
 from assets.partitions import DAILY, days_in_window
 from assets.resources import StorageResource
 from connectors import dcgm, lake, sources
+from connectors.schemas import LAKE_TABLES
 from connectors.sources import DayBatch
 
 INGESTION_GROUP = "ingestion"
 RANGE_POLICY = dg.BackfillPolicy.single_run()
+
+
+def _columns(table: str) -> dict[str, dg.TableSchema]:
+    """The lake table's contract as Dagster column metadata, shown in the UI."""
+    schema = LAKE_TABLES[table]
+    return {
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, str(dtype)) for name, dtype in schema.items()]
+        )
+    }
 
 
 def _write_day(storage: StorageResource, table: str, day: date, batch: DayBatch) -> dict:
@@ -37,7 +48,7 @@ def _write_day(storage: StorageResource, table: str, day: date, batch: DayBatch)
         {
             "table_name": table,
             "partition_date": day,
-            "written_at": datetime.now(timezone.utc),
+            "written_at": datetime.now(UTC),
             "source_files": json.dumps(batch.source_files()),
             **stats,
         },
@@ -79,15 +90,19 @@ def _ingest(
     backfill_policy=RANGE_POLICY,
     group_name=INGESTION_GROUP,
     kinds={"polars", "parquet"},
-    description="The bill, line by line: AWS CUR 2.0 / legacy CUR and FOCUS exports, normalized "
-    "to FOCUS-aligned billing_line_items. A CUR month comes from its newest manifest, so a "
-    "restated month replaces the previous export.",
+    metadata=_columns("billing_line_items"),
+    description="The bill, line by line: AWS CUR 2.0 / legacy CUR, FOCUS exports and the GCP "
+    "billing export (files or BigQuery), normalized to FOCUS-aligned billing_line_items. A "
+    "restated month replaces the previous export whole; a row whose currency has no FX rate "
+    "is quarantined.",
 )
 def billing_line_items(
     context: dg.AssetExecutionContext, storage: StorageResource
 ) -> dg.MaterializeResult:
     store = storage.store()
-    return _ingest(context, storage, "billing_line_items", lambda d: sources.billing_day(store, d))
+    return _ingest(
+        context, storage, "billing_line_items", lambda d: sources.billing_day(store, d, lake=storage.lake)
+    )
 
 
 @dg.asset(
@@ -95,6 +110,7 @@ def billing_line_items(
     backfill_policy=RANGE_POLICY,
     group_name=INGESTION_GROUP,
     kinds={"polars", "parquet"},
+    metadata=_columns("fleet_inventory"),
     description="The fleet inventory (hostname -> provider resource -> deployment), snapshotted "
     "per day so each day is allocated with the fleet as it was known then.",
 )
@@ -110,6 +126,7 @@ def fleet_inventory(
     backfill_policy=RANGE_POLICY,
     group_name=INGESTION_GROUP,
     kinds={"polars", "parquet"},
+    metadata=_columns("gateway_requests"),
     deps=[fleet_inventory],
     description="LLM gateway requests (LiteLLM spend logs) with disjoint token buckets. Prompt "
     "and response bodies are never read; API keys are kept only as a hash.",
@@ -138,12 +155,14 @@ def gateway_requests(
         dg.AssetSpec(
             "gpu_samples",
             kinds={"polars", "parquet"},
+            metadata=_columns("gpu_samples"),
             description="GPU telemetry samples (DCGM exporter), long format, one row per sample.",
         ),
         dg.AssetSpec(
             "gpu_hourly",
             deps=["gpu_samples"],
             kinds={"polars", "parquet"},
+            metadata=_columns("gpu_hourly"),
             description="GPU telemetry per GPU (or MIG instance) and hour: utilization, busy "
             "fraction, power and energy, the input to allocation and energy per token.",
         ),

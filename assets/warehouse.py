@@ -10,9 +10,10 @@ warehouse, so all of them share one concurrency pool of size 1.
 import json
 import os
 import sys
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
@@ -41,11 +42,19 @@ class InferledgerDbtTranslator(DagsterDbtTranslator):
         return "marts" if "marts" in fqn else "warehouse"
 
 
+def _manifest_is_stale(project: DbtProject) -> bool:
+    if not project.manifest_path.exists():
+        return True
+    built = project.manifest_path.stat().st_mtime
+    sources = (p for ext in ("*.sql", "*.yml", "*.csv") for p in DBT_PROJECT_DIR.rglob(ext))
+    return any(p.stat().st_mtime > built for p in sources if "target" not in p.parts)
+
+
 @cache
 def dbt_project() -> DbtProject:
-    """The dbt project, with its manifest parsed when missing (a fresh clone)."""
+    """The dbt project, its manifest parsed when missing or older than the project's files."""
     project = DbtProject(project_dir=DBT_PROJECT_DIR)
-    if not project.manifest_path.exists():
+    if _manifest_is_stale(project):
         os.environ.setdefault("INFERLEDGER_LAKE", str(Path.cwd() / "data" / "lake"))
         os.environ.setdefault("INFERLEDGER_WAREHOUSE", str(Path.cwd() / "data" / "warehouse.duckdb"))
         project.preparer.prepare(project)

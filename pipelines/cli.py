@@ -10,7 +10,9 @@ from pathlib import Path
 
 import click
 
+from pipelines.cli_alerts import alerts
 from pipelines.config import Settings, load_settings
+from pipelines.report import report_command
 
 DEMO_START = date(2026, 10, 1)
 
@@ -33,6 +35,8 @@ def main() -> None:
       demo      generate a demo month (unless present) and run the whole pipeline on it
       run       run the pipeline on any landing folder for a range of days
       generate  write the synthetic demo month in the vendors' formats
+      report    write a self-contained HTML report of the marts
+      alerts    test the configured alert channels (PagerDuty, Slack, webhook)
     """
 
 
@@ -72,9 +76,12 @@ def _run(settings: Settings, start: date, end: date) -> None:
     log_path = Path(settings.warehouse).with_suffix(".run.log")
     t0 = time.perf_counter()
     # dbt's own progress lines go to a log file beside the warehouse, not over the summary.
-    with open(log_path, "w") as log, contextlib.redirect_stdout(log):
-        with click.progressbar(length=total_days, label="Ingesting days", file=sys.stderr) as bar:
-            run_range(settings, start, end, on_chunk=lambda chunk: bar.update(len(chunk)))
+    with (
+        open(log_path, "w") as log,
+        contextlib.redirect_stdout(log),
+        click.progressbar(length=total_days, label="Ingesting days", file=sys.stderr) as bar,
+    ):
+        run_range(settings, start, end, on_chunk=lambda chunk: bar.update(len(chunk)))
     click.echo(f"Built the warehouse for {start}..{end} in {time.perf_counter() - t0:.1f}s "
                f"(dbt log: {log_path})\n")
     click.echo(format_summary(read_summary(settings.warehouse)))
@@ -103,7 +110,8 @@ def run(landing: str, warehouse: Path, lake: Path | None, start: date, end: date
 @click.option("--requests-per-day", type=click.IntRange(1), default=5000, show_default=True)
 def demo(days: int, requests_per_day: int) -> None:
     """Generate the demo month into ./data/landing (unless there) and run the whole pipeline."""
-    from pipelines.demo.generate import LABELS_FILE, demo_range, generate as run_generate
+    from pipelines.demo.generate import LABELS_FILE, demo_range
+    from pipelines.demo.generate import generate as run_generate
 
     settings = load_settings()
     landing = Path(settings.landing)
@@ -118,6 +126,9 @@ def demo(days: int, requests_per_day: int) -> None:
     Path(settings.warehouse).parent.mkdir(parents=True, exist_ok=True)
     _run(settings, start, end)
 
+
+main.add_command(report_command)
+main.add_command(alerts)
 
 if __name__ == "__main__":
     main()

@@ -6,10 +6,16 @@ import os
 
 import dagster as dg
 
+from assets.anomalies import ANOMALY_ASSETS
+from assets.exports import marts_export_asset
 from assets.ingestion import INGESTION_ASSETS
+from assets.prices import PRICE_ASSETS
+from assets.quality import LAKE_CHECKS, with_mart_freshness
 from assets.resources import StorageResource
 from assets.warehouse import dbt_resource, warehouse_assets
 from pipelines.config import Settings, load_settings
+from pipelines.sensors import event_definitions
+from pipelines.sensors_billing import billing_definitions
 
 
 def storage_resource(settings: Settings) -> StorageResource:
@@ -34,11 +40,18 @@ daily_schedule = dg.build_schedule_from_partitioned_job(daily_refresh, hour_of_d
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
-    return dg.Definitions(
-        assets=[*INGESTION_ASSETS, warehouse_assets()],
+    """Each area exports its own definitions; this merges them into one code location."""
+    core = dg.Definitions(
+        assets=[*INGESTION_ASSETS, *PRICE_ASSETS, warehouse_assets(), *ANOMALY_ASSETS, marts_export_asset()],
+        asset_checks=LAKE_CHECKS,
         jobs=[daily_refresh],
         schedules=[daily_schedule],
         resources=resources(settings or load_settings()),
+    )
+    return dg.Definitions.merge(
+        with_mart_freshness(core),
+        event_definitions(daily_refresh),
+        billing_definitions(daily_refresh),
     )
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Callable
 
 import dagster as dg
 
+from assets.anomalies import ANOMALY_ASSETS
+from assets.exports import marts_export_asset
 from assets.ingestion import INGESTION_ASSETS
+from assets.prices import PRICE_ASSETS
 from assets.warehouse import warehouse_assets
 from pipelines.config import Settings
 from pipelines.definitions import resources
@@ -51,14 +54,15 @@ def run_range(
     for i in range(0, len(days), chunk_days):
         chunk = days[i : i + chunk_days]
         dg.materialize(
-            INGESTION_ASSETS, resources=res, instance=instance, run_config=QUIET_RUN_CONFIG,
+            [*INGESTION_ASSETS, *PRICE_ASSETS], resources=res, instance=instance, run_config=QUIET_RUN_CONFIG,
             tags=_range_tags(chunk[0], chunk[-1]),
         )
         runs += 1
         if on_chunk:
             on_chunk(chunk)
     result = dg.materialize(
-        [warehouse_assets()], resources=res, instance=instance, run_config=QUIET_RUN_CONFIG,
+        [warehouse_assets(), *ANOMALY_ASSETS, marts_export_asset()],
+        resources=res, instance=instance, run_config=QUIET_RUN_CONFIG,
         tags=_range_tags(days[0], days[-1]),
     )
     return RunReport(days=days, ingestion_runs=runs, warehouse_run_id=result.run_id)

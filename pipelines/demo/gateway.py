@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,7 @@ def volume_factor(world: World, day: date) -> float:
 
 def expected_requests_per_minute(world: World, day: date) -> np.ndarray:
     """Expected company-wide requests in each of the day's 1,440 minutes."""
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     shape = np.array([world.traffic_multiplier(start + timedelta(minutes=m)) for m in range(1440)])
     return world.requests_per_day / 1440 * shape * volume_factor(world, day)
 
@@ -116,7 +116,7 @@ def _day_requests(world: World, day: date) -> pl.DataFrame:
     team = np.where(feature == "search-rerank", "search", "platform")
     hashed = {t: litellm_hashed_token(k) for t, k in world.api_keys.items()}
     request_id = _request_ids(rng, n)
-    day_start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
 
     def ts(seconds: np.ndarray) -> pl.Series:
         offset = pl.Series((seconds * 1e6).astype(np.int64)).cast(pl.Duration("us"))

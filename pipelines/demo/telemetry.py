@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +57,7 @@ def write_telemetry(world: World, landing: Path) -> dict:
     reset_host = next((i for i in world.instances if i.gpus > 1), world.instances[0])
     reset = {"hostname": reset_host.hostname, "gpu_uuid": gpu_uuid(reset_host.hostname, 0),
              "ts": datetime(reset_day.year, reset_day.month, reset_day.day, 3, 17,
-                            tzinfo=timezone.utc)}
+                            tzinfo=UTC)}
     prom_host_day = (next((i for i in world.instances if i.deployment is None),
                           world.instances[-1]).hostname, world.start)
     counters: dict[str, float] = {}  # energy counter per GPU, carried from day to day
@@ -127,7 +127,7 @@ def _host_day(world: World, inst: Instance, day: date, busy_by_deployment: dict,
     energy = _energy_counter(inst, day, power, counters, reset)
 
     uuids = [gpu_uuid(inst.hostname, g) for g in range(inst.gpus)]
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     stamps = [(start + timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ") for m in range(1440)]
     values = [util, busy, tensor, fb, power, energy]
     blocks = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class World:
         return [self.start + timedelta(days=i) for i in range(self.days)]
 
     def hour_starts(self, day: date) -> list[datetime]:
-        base = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        base = datetime(day.year, day.month, day.day, tzinfo=UTC)
         return [base + timedelta(hours=h) for h in range(24)]
 
     def day_index(self, day: date) -> int:

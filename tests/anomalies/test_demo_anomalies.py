@@ -1,14 +1,14 @@
 """The demo month's planted anomalies are found on their day, and nothing else pages.
 
-Runs the detector on the demo warehouse `make demo` built (opened read-only, or copied);
-the variant that generates and builds the month itself takes minutes and is marked slow.
+Runs on the default demo month, generated and built through the whole pipeline once per
+test session (the `demo_month` fixture).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -19,8 +19,6 @@ import pytest
 from assets import anomaly_detection as ad
 from assets.anomalies import cost_anomalies, detect_window
 from assets.resources import StorageResource
-
-DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 def _labels(landing: Path) -> list[dict]:
@@ -45,10 +43,8 @@ def _assert_labels_found_and_nothing_else_pages(alerts: pl.DataFrame, labels: li
 
 
 @pytest.fixture(scope="module")
-def demo() -> Path:
-    if not (DATA / "warehouse.duckdb").exists():
-        pytest.skip("the demo warehouse is built by `make demo`")
-    return DATA
+def demo(demo_month: Path) -> Path:
+    return demo_month
 
 
 def test_demo_labels_are_detected_on_their_day_with_no_other_page(demo: Path) -> None:
@@ -101,18 +97,3 @@ def _day(warehouse: Path, day: date) -> list[tuple]:
         return sorted(con.execute(
             "select * exclude (detected_at) from cost_anomalies where usage_date = ?", [day]
         ).fetchall(), key=repr)
-
-
-@pytest.mark.slow
-def test_generated_demo_month_through_the_pipeline(tmp_path: Path) -> None:
-    from pipelines.config import Settings
-    from pipelines.demo.generate import generate
-    from pipelines.runner import run_range
-
-    landing = tmp_path / "landing"
-    generate(landing)
-    settings = Settings(landing=str(landing), lake=str(tmp_path / "lake"), warehouse=str(tmp_path / "wh.duckdb"))
-    run_range(settings, date(2026, 10, 1), date(2026, 10, 1) + timedelta(days=29))
-    with duckdb.connect(settings.warehouse, read_only=True) as con:
-        alerts = detect_window(con, Path(settings.lake), date(2026, 10, 1), date(2026, 10, 31))
-    _assert_labels_found_and_nothing_else_pages(alerts, _labels(landing))
