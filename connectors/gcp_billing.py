@@ -38,7 +38,7 @@ import gzip
 import io
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -505,7 +505,7 @@ def _table_ref(table: str) -> str:
     return f"`{table}`"
 
 
-def _query(client: Any, sql: str, params: list[Any]) -> pl.DataFrame:  # noqa: ANN401
+def _query(client: Any, sql: str, params: list[Any]) -> pl.DataFrame:
     from google.cloud import bigquery
 
     job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
@@ -522,13 +522,13 @@ def _since_filter(since_export_time: datetime | None) -> tuple[str, list[Any]]:
     if since_export_time.tzinfo is None:
         raise ValueError("since_export_time must be timezone-aware (UTC)")
     param = bigquery.ScalarQueryParameter(
-        "since", "TIMESTAMP", since_export_time.astimezone(timezone.utc)
+        "since", "TIMESTAMP", since_export_time.astimezone(UTC)
     )
     return "export_time > @since", [param]
 
 
 def changed_invoice_months(
-    client: Any,  # noqa: ANN401 - google.cloud.bigquery.Client
+    client: Any,
     table: str,
     *,
     since_export_time: datetime | None,
@@ -560,14 +560,14 @@ def changed_invoice_months(
         ChangedMonth(
             invoice_month=m["invoice_month"],
             usage_days=tuple(m["usage_day"]),
-            latest_export_time=m["latest_export_time"].astimezone(timezone.utc),
+            latest_export_time=m["latest_export_time"].astimezone(UTC),
         )
         for m in months.iter_rows(named=True)
     ]
 
 
 def read_bigquery(
-    client: Any,  # noqa: ANN401 - google.cloud.bigquery.Client
+    client: Any,
     table: str,
     *,
     since_export_time: datetime | None,

@@ -91,7 +91,7 @@ _SKU = {
 
 
 def list_gpu_sku_prices(
-    client: Any,  # noqa: ANN401 - google.cloud.billing_v1.CloudCatalogClient
+    client: Any,
     *,
     service: str = COMPUTE_ENGINE_SERVICE,
     currency_code: str = "USD",

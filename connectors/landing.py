@@ -11,7 +11,7 @@ import fnmatch
 import os
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -58,7 +58,7 @@ class LocalStore:
                         key=path.relative_to(self.root).as_posix(),
                         size=st.st_size,
                         etag=f"{st.st_size:x}-{st.st_mtime_ns:x}",
-                        last_modified=datetime.fromtimestamp(st.st_mtime, tz=timezone.utc),
+                        last_modified=datetime.fromtimestamp(st.st_mtime, tz=UTC),
                     )
                 )
         return out
@@ -73,7 +73,7 @@ class LocalStore:
 class S3Store:
     """An S3 prefix read with boto3; credentials come from the environment only."""
 
-    def __init__(self, uri: str, client=None) -> None:  # noqa: ANN001 - boto3 client
+    def __init__(self, uri: str, client=None) -> None:
         if not uri.startswith("s3://"):
             raise ValueError(f"not an s3:// URI: {uri}")
         self.uri = uri.rstrip("/")
@@ -101,7 +101,7 @@ class S3Store:
                         key=obj["Key"][strip:],
                         size=obj["Size"],
                         etag=obj["ETag"].strip('"'),
-                        last_modified=obj["LastModified"].astimezone(timezone.utc),
+                        last_modified=obj["LastModified"].astimezone(UTC),
                     )
                 )
         return sorted(out, key=lambda o: o.key)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import polars as pl
 
@@ -44,7 +45,7 @@ class ParseResult:
             )
 
     @staticmethod
-    def concat(parts: Iterable["ParseResult"], schema: dict[str, pl.DataType]) -> "ParseResult":
+    def concat(parts: Iterable[ParseResult], schema: dict[str, pl.DataType]) -> ParseResult:
         parts = list(parts)
         rows = [p.rows for p in parts if p.rows.height]
         quarantined = [p.quarantine for p in parts if p.quarantine.height]
