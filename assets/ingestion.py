@@ -12,10 +12,11 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 import dagster as dg
+import polars as pl
 
 from assets.partitions import DAILY, days_in_window
 from assets.resources import StorageResource
-from connectors import dcgm, lake, sources
+from connectors import dcgm, lake, sources, vllm
 from connectors.schemas import LAKE_TABLES
 from connectors.sources import DayBatch
 
@@ -188,5 +189,36 @@ def gpu_telemetry(context: dg.AssetExecutionContext, storage: StorageResource):
     )
 
 
-INGESTION_ASSETS = [billing_line_items, fleet_inventory, gateway_requests, gpu_telemetry]
+@dg.asset(
+    partitions_def=DAILY,
+    backfill_policy=RANGE_POLICY,
+    group_name=INGESTION_GROUP,
+    kinds={"polars", "parquet"},
+    metadata=_columns("vllm_hourly"),
+    description="vLLM's own counters per deployment and hour (prompt and generation tokens, "
+    "prefill and decode seconds): the allocation weights where vLLM metrics are collected.",
+)
+def vllm_hourly(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    store = storage.store()
+    window = context.partition_time_window
+    totals: Counter = Counter()
+    for day in days_in_window(window.start, window.end):
+        batch = sources.vllm_day(store, day)
+        hourly = vllm.vllm_hourly(batch.rows).filter(pl.col("hour_start").dt.date() == day)
+        lake.write_table(storage.lake, "vllm_hourly", day, hourly)
+        lake.write_quarantine(storage.lake, "vllm_hourly", day, batch.quarantine)
+        # Samples of the day before are read only as the first hour's baseline.
+        samples = batch.rows.filter(pl.col("ts").dt.date() == day).height
+        stats = {"rows_read": samples + batch.quarantine.height, "rows_written": samples,
+                 "rows_quarantined": batch.quarantine.height}
+        lake.write_manifest(storage.lake, "vllm_hourly", day, {
+            "table_name": "vllm_hourly", "partition_date": day, "written_at": datetime.now(UTC),
+            "source_files": json.dumps(batch.source_files()), **stats,
+        })
+        totals.update(stats)
+        totals["hourly_rows"] += hourly.height
+    return dg.MaterializeResult(metadata={k: dg.MetadataValue.int(v) for k, v in totals.items()})
+
+
+INGESTION_ASSETS = [billing_line_items, fleet_inventory, gateway_requests, gpu_telemetry, vllm_hourly]
 

@@ -16,8 +16,7 @@ from assets.ingestion import INGESTION_GROUP, RANGE_POLICY
 from assets.partitions import DAILY
 from assets.resources import StorageResource
 from connectors import fx, lake
-from connectors.schemas import conform
-from connectors.schemas_prices import FX_RATES
+from connectors.schemas import FX_RATES, conform
 
 FX_TABLE = "fx_rates"
 

@@ -23,6 +23,8 @@ from assets.resources import StorageResource
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt"
 WAREHOUSE_POOL = "duckdb_warehouse"
+# The dbt installed beside this interpreter, whether or not the venv is on PATH.
+DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 
 # dbt asks the network for its version and sends usage stats; neither is allowed here.
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
@@ -55,11 +57,12 @@ def dbt_project() -> DbtProject:
     """The dbt project, its manifest parsed when missing or older than the project's files."""
     project = DbtProject(project_dir=DBT_PROJECT_DIR)
     if _manifest_is_stale(project):
+        # Parsing reads the profile, which names the lake and warehouse; any path will do.
         os.environ.setdefault("INFERLEDGER_LAKE", str(Path.cwd() / "data" / "lake"))
         os.environ.setdefault("INFERLEDGER_WAREHOUSE", str(Path.cwd() / "data" / "warehouse.duckdb"))
-        project.preparer.prepare(project)
-    else:
-        project.prepare_if_dev()
+        DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
+            ["parse", "--quiet"], target_path=project.target_path
+        ).wait()
     return project
 
 
@@ -88,5 +91,4 @@ def warehouse_assets() -> dg.AssetsDefinition:
 
 
 def dbt_resource() -> DbtCliResource:
-    # The dbt installed beside this interpreter, whether or not the venv is on PATH.
-    return DbtCliResource(project_dir=dbt_project(), dbt_executable=str(Path(sys.executable).parent / "dbt"))
+    return DbtCliResource(project_dir=dbt_project(), dbt_executable=DBT_EXECUTABLE)

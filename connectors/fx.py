@@ -25,8 +25,7 @@ import polars as pl
 from connectors.currency import ISO_4217_CODES
 from connectors.landing import LandingObject, LandingStore, matching
 from connectors.result import SourceFormatError
-from connectors.schemas import MONEY, QUARANTINE, conform
-from connectors.schemas_prices import FX_RATES
+from connectors.schemas import FX_RATES, MONEY, QUARANTINE, conform
 
 SEED_PATH = Path(__file__).resolve().parent.parent / "dbt" / "seeds" / "fx_rates.csv"
 LANDING_PREFIX = "fx"

@@ -130,6 +130,40 @@ FLEET_INVENTORY: dict[str, pl.DataType] = {
     "valid_to": TS,  # exclusive; null means still valid
 }
 
+# vLLM's own counters per self-hosted deployment (model_name) and hour: the allocation
+# weights when present (prefill and decode seconds instead of token counts alone).
+VLLM_HOURLY: dict[str, pl.DataType] = {
+    "hour_start": TS,
+    "deployment": pl.String,  # vLLM's model_name label (the served model name)
+    "replicas": pl.Int64,  # engines (label sets) that reported in the hour
+    "prompt_tokens": pl.Int64,  # vllm:prompt_tokens_total increase (prefill tokens)
+    "generation_tokens": pl.Int64,  # vllm:generation_tokens_total increase
+    "requests": pl.Int64,  # vllm:request_success_total increase, all finish reasons
+    "prefill_seconds": pl.Float64,  # vllm:request_prefill_time_seconds_sum increase
+    "decode_seconds": pl.Float64,  # vllm:request_decode_time_seconds_sum increase
+    "counter_resets": pl.Int64,  # counter drops seen (engine restarts), all counters
+}
+
+# The counter samples vllm_hourly is computed from, one row per sample.
+VLLM_SAMPLES: dict[str, pl.DataType] = {
+    "ts": TS,
+    "deployment": pl.String,
+    "series": pl.String,  # the sample's full label set: one counter per engine
+    "metric": pl.String,  # prompt_tokens, generation_tokens, requests, prefill_seconds, ...
+    "value": pl.Float64,
+    "source_file": pl.String,
+}
+
+# USD per unit of a currency from rate_date on (the meaning of the dbt seed fx_rates.csv:
+# date, currency, usd_per_unit). The hive partition `date` equals rate_date, so a reader
+# of the lake glob gets the seed's own column names.
+FX_RATES: dict[str, pl.DataType] = {
+    "rate_date": pl.Date,
+    "currency": pl.String,
+    "usd_per_unit": MONEY,
+    "source": pl.String,  # `seed` or the landing key of the fx/*.csv that set the rate
+}
+
 # One row per rejected input row; the raw row is kept as JSON text so nothing is lost.
 QUARANTINE: dict[str, pl.DataType] = {
     "source": pl.String,
@@ -145,6 +179,8 @@ LAKE_TABLES: dict[str, dict[str, pl.DataType]] = {
     "gpu_hourly": GPU_HOURLY,
     "gateway_requests": GATEWAY_REQUESTS,
     "fleet_inventory": FLEET_INVENTORY,
+    "vllm_hourly": VLLM_HOURLY,
+    "fx_rates": FX_RATES,
 }
 
 

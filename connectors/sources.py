@@ -49,9 +49,9 @@ from connectors.schemas import (
     GPU_SAMPLES,
     QUARANTINE,
     TS,
+    VLLM_SAMPLES,
     empty,
 )
-from connectors.schemas_vllm import VLLM_SAMPLES
 
 
 @dataclass

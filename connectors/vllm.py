@@ -32,8 +32,7 @@ import polars as pl
 
 from connectors.dcgm import gunzip_if_compressed
 from connectors.result import ParseResult, split_valid
-from connectors.schemas import TS, conform
-from connectors.schemas_vllm import VLLM_HOURLY, VLLM_SAMPLES
+from connectors.schemas import TS, VLLM_HOURLY, VLLM_SAMPLES, conform
 
 SOURCE = "vllm"
 COUNTERS: dict[str, str] = {

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from connectors.schemas_vllm import VLLM_HOURLY
+from connectors.schemas import VLLM_HOURLY
 from connectors.vllm import read_vllm_metrics, vllm_hourly
 
 T0 = 1790812800  # 2026-10-01T00:00:00Z

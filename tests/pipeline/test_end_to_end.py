@@ -56,7 +56,7 @@ def test_in_scope_bill_equals_lake_recomputed_independently(built: Settings) -> 
 
 def test_every_partition_balances_rows_read_written_quarantined(built: Settings) -> None:
     manifests = pl.read_parquet(Path(built.lake) / "_manifests" / "*" / "*" / "*.parquet")
-    assert manifests.height == 4 * 4  # billing, inventory, gateway, gpu samples x 4 days
+    assert manifests.height == 4 * 5  # billing, inventory, gateway, gpu samples, vllm x 4 days
     bad = manifests.filter(pl.col("rows_read") != pl.col("rows_written") + pl.col("rows_quarantined"))
     assert bad.height == 0, bad
     gateway = manifests.filter(pl.col("table_name") == "gateway_requests")

@@ -21,11 +21,6 @@ import pytest
 from connectors.lake import ensure_table, replace_partition
 from connectors.schemas import LAKE_TABLES, conform
 
-try:  # vllm_hourly's schema lives beside the core schemas until it is merged into them
-    from connectors.schemas_vllm import VLLM_LAKE_TABLES
-except ImportError:
-    VLLM_LAKE_TABLES = {}
-
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt"
 
 # Which column decides a row's lake partition (DESIGN.md: the hive `date` of each table).
@@ -35,7 +30,7 @@ PARTITION_COLUMN = {
     "gpu_hourly": "hour_start",
     "vllm_hourly": "hour_start",
 }
-SCHEMAS = {**LAKE_TABLES, **VLLM_LAKE_TABLES}
+SCHEMAS = LAKE_TABLES
 
 MARTS = (
     "fct_billing_line_items",

@@ -1,7 +1,7 @@
 """Two days of a small company, allocated by hand and by the dbt project: every mart the
 scenario touches must agree with the arithmetic below to the cent. This module also runs the
 dbt project's unit tests (its build is the only one that includes them) and `dbt docs
-generate`. dbt/ALLOCATION.md walks through hour 10 of D1 on llama-70b: keep them in step.
+generate`. The README (How costs are allocated) walks through hour 10 of D1 on llama-70b: keep them in step.
 
 D1 = 2026-10-05, D2 = 2026-10-06. Customers and their tiers come from the price-plan seeds:
 cust_acme (enterprise: per 1M tokens 2.00 input, 0.50 cached, 8.00 output), cust_hooli
