@@ -69,6 +69,7 @@ def generate(landing: Path, seed: int, start: date, days: int, requests_per_day:
 
 
 def _run(settings: Settings, start: date, end: date) -> None:
+    from assets.exports import exports_dir, marts_duckdb_path
     from pipelines.runner import run_range
     from pipelines.summary import format_summary, read_summary
 
@@ -85,7 +86,9 @@ def _run(settings: Settings, start: date, end: date) -> None:
     click.echo(f"Built the warehouse for {start}..{end} in {time.perf_counter() - t0:.1f}s "
                f"(dbt log: {log_path})\n")
     click.echo(format_summary(read_summary(settings.warehouse)))
-    click.echo(f"\nWarehouse (DuckDB): {Path(settings.warehouse).resolve()}")
+    warehouse = Path(settings.warehouse).resolve()
+    click.echo(f"\nWarehouse (DuckDB): {warehouse}")
+    click.echo(f"For BI tools (read-only): {marts_duckdb_path(warehouse)} and {exports_dir(settings.lake)}")
 
 
 @main.command()

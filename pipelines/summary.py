@@ -15,6 +15,7 @@ class Summary:
     features: list[tuple]  # feature, requests, cost
     reconciliation: list[tuple]  # provider, currency, days, days passed, max |residual|
     total_cost: Decimal
+    pages: list[tuple]  # day, dimension, key, impact: anomalies at paging severity
 
 
 def read_summary(warehouse: str, top: int = 5) -> Summary:
@@ -58,7 +59,17 @@ def read_summary(warehouse: str, top: int = 5) -> Summary:
             """
         ).fetchall()
         total = con.execute("select coalesce(sum(total_cost), 0) from fct_inference_costs_hourly").fetchall()[0][0]
-    return Summary(models, customers, features, reconciliation, total)
+        has_anomalies = con.execute(
+            "select count(*) from information_schema.tables where table_name = 'cost_anomalies'"
+        ).fetchall()[0][0]
+        pages = con.execute(
+            """
+            select usage_date, dimension, key, impact_usd from cost_anomalies
+            where grain = 'day' and severity = 'critical' and status = 'triggered'
+            order by usage_date
+            """
+        ).fetchall() if has_anomalies else []
+    return Summary(models, customers, features, reconciliation, total, pages)
 
 
 def _money(x: object) -> str:
@@ -80,6 +91,11 @@ def format_summary(s: Summary) -> str:
     lines += ["", "Top features by cost:"]
     for feature, requests, cost in s.features:
         lines.append(f"  {feature:<24} {int(requests or 0):>10,} requests  {_money(cost):>12}")
+    lines += ["", "Cost anomalies that paged (daily):"]
+    for day, dimension, key, impact in s.pages:
+        lines.append(f"  {day}  {dimension:<10} {key:<24} impact {_money(impact):>12}")
+    if not s.pages:
+        lines.append("  none")
     lines += ["", "Reconciliation with the bill (per day, provider, currency):"]
     for provider, currency, days, passed, residual in s.reconciliation:
         status = "OK" if days == passed else "FAILED"
