@@ -166,8 +166,8 @@ pathlib.Path(out).write_text(json.dumps({"queries": queries, "errors": errors[:5
 """
 
 
-# A second whole pipeline run (ingestion, dbt build, export): 30 to 60 s on two cores.
-@pytest.mark.slow
+# A second whole pipeline run (ingestion, dbt build, export): 30 to 60 s on two cores; kept
+# in `make test` because it is the promise BI users rely on.
 def test_bi_readers_keep_marts_duckdb_open_while_a_run_writes_the_warehouse(built_bi: Settings, tmp_path: Path) -> None:
     stop = tmp_path / "stop"
     readers = {}
