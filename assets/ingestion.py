@@ -34,8 +34,12 @@ def _columns(table: str) -> dict[str, dg.TableSchema]:
     }
 
 
-def _write_day(storage: StorageResource, table: str, day: date, batch: DayBatch) -> dict:
-    lake.write_table(storage.lake, table, day, batch.rows)
+def _write_day(
+    storage: StorageResource, table: str, day: date, batch: DayBatch, table_rows: pl.DataFrame | None = None
+) -> dict:
+    """Replace the day's partition, quarantine and manifest; `table_rows` when the table holds
+    a summary of the rows read (vLLM counters become hourly increases)."""
+    lake.write_table(storage.lake, table, day, batch.rows if table_rows is None else table_rows)
     lake.write_quarantine(storage.lake, table, day, batch.quarantine)
     stats = {
         "rows_read": batch.rows_read,
@@ -205,17 +209,9 @@ def vllm_hourly(context: dg.AssetExecutionContext, storage: StorageResource) -> 
     for day in days_in_window(window.start, window.end):
         batch = sources.vllm_day(store, day)
         hourly = vllm.vllm_hourly(batch.rows).filter(pl.col("hour_start").dt.date() == day)
-        lake.write_table(storage.lake, "vllm_hourly", day, hourly)
-        lake.write_quarantine(storage.lake, "vllm_hourly", day, batch.quarantine)
         # Samples of the day before are read only as the first hour's baseline.
-        samples = batch.rows.filter(pl.col("ts").dt.date() == day).height
-        stats = {"rows_read": samples + batch.quarantine.height, "rows_written": samples,
-                 "rows_quarantined": batch.quarantine.height}
-        lake.write_manifest(storage.lake, "vllm_hourly", day, {
-            "table_name": "vllm_hourly", "partition_date": day, "written_at": datetime.now(UTC),
-            "source_files": json.dumps(batch.source_files()), **stats,
-        })
-        totals.update(stats)
+        own = DayBatch(batch.rows.filter(pl.col("ts").dt.date() == day), batch.quarantine, batch.objects)
+        totals.update(_write_day(storage, "vllm_hourly", day, own, table_rows=hourly))
         totals["hourly_rows"] += hourly.height
     return dg.MaterializeResult(metadata={k: dg.MetadataValue.int(v) for k, v in totals.items()})
 
