@@ -47,8 +47,14 @@ test: install system-deps
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# A production day end to end (BENCH_SCALE=0.1 for a tenth of it), then each connector alone.
+BENCH_SCALE ?= 1
 bench: install
 	$(BIN)/pytest -m slow -s
+	$(BIN)/python bench/bench_pipeline.py --scale $(BENCH_SCALE) --results bench/RESULTS.md
+	$(BIN)/python bench/bench_cur.py --repeat 1
+	$(BIN)/python bench/bench_gateway.py
+	$(BIN)/python bench/bench_dcgm.py
 
 bench-anomalies: install
 	$(BIN)/python bench/anomaly_eval.py

@@ -94,8 +94,7 @@ def dbt_build(root: Path, target: str, env: dict[str, str]) -> None:
 def mart_rows(con: duckdb.DuckDBPyConnection, relation: str, columns: list[str]) -> list[tuple]:
     """The rows sorted by their exact columns (keys, counts, text), floats and money aside."""
     rows = con.sql(f"select {', '.join(columns)} from {relation}").fetchall()
-    exact = lambda row: repr([v for v in row if not isinstance(v, (float, Decimal))])  # noqa: E731
-    return sorted(rows, key=exact)
+    return sorted(rows, key=lambda row: repr([v for v in row if not isinstance(v, float | Decimal)]))
 
 
 def same(expected: Any, actual: Any) -> bool:

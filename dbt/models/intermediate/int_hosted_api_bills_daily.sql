@@ -58,7 +58,7 @@ joined as (
         coalesce(list_priced.unpriced_requests, 0) as unpriced_requests,
         coalesce(list_priced.list_cost_usd, 0) as list_cost_usd,
         -- List prices are USD; the bill's currency is what the reconciliation sums.
-        {{ money('coalesce(list_priced.list_cost_usd, 0) / fx.usd_per_unit') }} as list_cost
+        {{ money('cast(coalesce(list_priced.list_cost_usd, 0) as double) / cast(fx.usd_per_unit as double)') }} as list_cost
     from billed
     left join fx
         on billed.usage_date = fx.usage_date

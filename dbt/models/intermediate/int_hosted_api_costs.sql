@@ -66,18 +66,15 @@ priced as (
     select
         requests.*,
         model_prices.usd_per_mtok_output is not null as is_priced,
-        (
-            requests.input_uncached_tokens * model_prices.usd_per_mtok_input
-            + requests.cache_read_tokens * model_prices.usd_per_mtok_cache_read
-            + requests.cache_write_tokens * model_prices.usd_per_mtok_cache_write
-            + requests.output_tokens * model_prices.usd_per_mtok_output
-        ) * 0.000001 as api_cost,
-        requests.output_tokens * model_prices.usd_per_mtok_output * 0.000001 as api_output_cost,
+        {{ token_cost('requests.input_uncached_tokens', 'model_prices.usd_per_mtok_input') }}
+            + {{ token_cost('requests.cache_read_tokens', 'model_prices.usd_per_mtok_cache_read') }}
+            + {{ token_cost('requests.cache_write_tokens', 'model_prices.usd_per_mtok_cache_write') }}
+            + {{ token_cost('requests.output_tokens', 'model_prices.usd_per_mtok_output') }} as api_cost,
+        {{ token_cost('requests.output_tokens', 'model_prices.usd_per_mtok_output') }} as api_output_cost,
         -- Cache reads at the input price they avoided, less the premium paid for cache writes.
-        (
-            requests.cache_read_tokens * (model_prices.usd_per_mtok_input - model_prices.usd_per_mtok_cache_read)
-            - requests.cache_write_tokens * (model_prices.usd_per_mtok_cache_write - model_prices.usd_per_mtok_input)
-        ) * 0.000001 as cache_savings
+        {{ token_cost('requests.cache_read_tokens', 'model_prices.usd_per_mtok_input - model_prices.usd_per_mtok_cache_read') }}
+            - {{ token_cost('requests.cache_write_tokens', 'model_prices.usd_per_mtok_cache_write - model_prices.usd_per_mtok_input') }}
+            as cache_savings
     from requests
     left join model_prices
         on requests.usage_date = model_prices.usage_date

@@ -53,12 +53,14 @@ select
     cache_write_tokens,
     output_tokens,
     reasoning_tokens,
+    -- Quotients as doubles (DuckDB divides decimals as doubles anyway; Spark would keep only
+    -- 6 decimals of a decimal quotient), cast back to money.
     case when billed_by is null then api_cost
-        else {{ money('api_cost / usd_per_unit') }} end as api_cost,
+        else {{ money('cast(api_cost as double) / cast(usd_per_unit as double)') }} end as api_cost,
     case when billed_by is null or api_cost is null then {{ money(0) }}
         else {{ allocate('day_true_up', 'api_cost', 'day_list_cost_usd') }} end as true_up,
     case when billed_by is null then api_output_cost
-        else {{ money('api_output_cost / usd_per_unit') }} end as api_output_cost,
+        else {{ money('cast(api_output_cost as double) / cast(usd_per_unit as double)') }} end as api_output_cost,
     case when billed_by is null then cache_savings
-        else {{ money('cache_savings / usd_per_unit') }} end as cache_savings
+        else {{ money('cast(cache_savings as double) / cast(usd_per_unit as double)') }} end as cache_savings
 from joined

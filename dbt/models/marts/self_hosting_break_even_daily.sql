@@ -79,12 +79,10 @@ compared as (
     select
         *,
         input_uncached_tokens + cache_read_tokens + cache_write_tokens + output_tokens as total_tokens,
-        (
-            input_uncached_tokens * usd_per_mtok_input
-            + cache_read_tokens * usd_per_mtok_cache_read
-            + cache_write_tokens * usd_per_mtok_cache_write
-            + output_tokens * usd_per_mtok_output
-        ) * 0.000001 as hosted_cost
+        {{ token_cost('input_uncached_tokens', 'usd_per_mtok_input') }}
+            + {{ token_cost('cache_read_tokens', 'usd_per_mtok_cache_read') }}
+            + {{ token_cost('cache_write_tokens', 'usd_per_mtok_cache_write') }}
+            + {{ token_cost('output_tokens', 'usd_per_mtok_output') }} as hosted_cost
     from priced
     where price_rank = 1
 

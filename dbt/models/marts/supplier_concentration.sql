@@ -1,5 +1,6 @@
 {{ config(
     unique_key=['period_type', 'period_start', 'dimension'],
+    partition_by=(['period_type', 'period_start'] if target.type == 'spark' else none),
 ) }}
 
 -- How much of the spend depends on how few suppliers, per dimension: the HHI (sum of the
@@ -93,7 +94,7 @@ model_provider_daily as (
 daily as (
 
     select bill_daily.usage_date, bill_daily.dimension, bill_daily.supplier,
-        sum(bill_daily.spend * fx.usd_per_unit) as spend_usd
+        sum({{ to_usd('bill_daily.spend', 'fx.usd_per_unit') }}) as spend_usd
     from bill_daily
     inner join fx
         on bill_daily.usage_date = fx.usage_date
@@ -167,7 +168,9 @@ shares as (
 
     select
         supplier_spend.*,
-        spend_usd / sum(spend_usd) over (partition by period_type, period_start, dimension) as share,
+        -- A double: a decimal quotient keeps only 6 decimals on Spark.
+        cast(spend_usd as double)
+            / cast(sum(spend_usd) over (partition by period_type, period_start, dimension) as double) as share,
         row_number() over (
             partition by period_type, period_start, dimension
             order by spend_usd desc, supplier

@@ -1,0 +1,352 @@
+"""One production day end to end, as the product runs it, against a DuckDB lower bound.
+
+    .venv/bin/python bench/bench_pipeline.py                      # the full day (scale 1)
+    .venv/bin/python bench/bench_pipeline.py --scale 0.01 --history 1,30,90
+
+A production day at scale 1: 10,000,000 LiteLLM spend-log requests (gzip JSONL), 1,000 GPUs
+x 6 DCGM fields every 15 s (gzip long CSV, 34.6 million samples), 1,000,000 CUR 2.0 lines
+(Parquet + Manifest.json), and the fleet inventory tying the bill's GPU instances to the
+DCGM hosts and the gateway's self-hosted deployments. The generators are those of
+bench_gateway.py, bench_dcgm.py and bench_cur.py; `--scale` multiplies every volume.
+
+Measured, each in its own child process so its peak RSS (VmHWM) is its own:
+
+- **pipeline**: `pipelines.runner.run_range` for the day: ingestion (the four ingestion
+  assets), then the warehouse (dbt build: models, dbt tests, conservation), anomalies and
+  the marts export. Wall time and peak RSS per stage (the peak is reset between stages).
+- **lower bound**: one DuckDB query over the same lake computing the per-model daily
+  aggregates the marts carry (requests, token buckets, GPU hours, energy, GPU cost).
+- **day N+1 after N days of history** (`--history`): the lake is given N earlier days
+  (copies of the day with their timestamps shifted), the marts are built over them, then
+  the day is run again through run_range; its time against the first run shows whether a
+  day's cost grows with history.
+
+Targets (issue 9), at scale 1 on 2 cores: end to end <= 120 s, <= 6 GB peak, <= 3x the lower
+bound; day N+1 after 90 days within 10 % of day 1. Prints a markdown report; `--results`
+also writes it to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+DAY = date(2026, 10, 1)
+FULL = {"requests": 10_000_000, "gpus": 1000, "bill_lines": 1_000_000}
+DEPLOYMENTS = ["llama-3.1-70b-instruct", "qwen2.5-7b-instruct"]  # bench_gateway's self-hosted routes
+EXPORT = "bench-cur2"
+TARGETS = {"end_to_end_s": 120.0, "peak_mb": 6144.0, "ratio": 3.0, "history_growth": 0.10}
+# Lake tables dbt reads, and the column that dates each row (shifted to make history).
+HISTORY_TABLES = {
+    "billing_line_items": ["billing_period_start", "charge_period_start", "charge_period_end"],
+    "gateway_requests": ["ts_start", "ts_end"],
+    "gpu_hourly": ["hour_start"],
+    "fleet_inventory": [],
+}
+
+
+# ---------------------------------------------------------------- generation (parent)
+
+def generate_landing(landing: Path, scale: float, workers: int) -> dict:
+    """The day in the vendors' formats, at `scale` of a production day."""
+    import bench_dcgm
+    import bench_gateway
+
+    work = landing.parent
+    requests = max(1000, int(FULL["requests"] * scale))
+    files = max(1, min(10, requests // 200_000))
+    gpus = max(bench_dcgm.GPUS_PER_HOST, int(FULL["gpus"] * scale))
+    bill_lines = max(1000, int(FULL["bill_lines"] * scale))
+    gateway = bench_gateway.generate(work, requests, files, workers)
+    telemetry = bench_dcgm.generate(work, gpus, 15, workers)
+    bill = write_cur_day(landing, bill_lines)
+    inventory = write_inventory(landing, telemetry["hosts"])
+    return {"requests": gateway["rows"], "gateway_files": files, "gpus": telemetry["gpus"],
+            "samples": telemetry["samples"], "bill_lines": bill, "inventory_rows": inventory}
+
+
+def write_cur_day(landing: Path, rows: int) -> int:
+    """bench_cur's CUR 2.0 lines, moved onto the day's 24 hours, with their manifest."""
+    import polars as pl
+    from bench_cur import generate_cur2
+
+    frame = generate_cur2(rows)
+    day_start = datetime(DAY.year, DAY.month, DAY.day)
+    hour = pl.int_range(pl.len(), dtype=pl.Int64) * 24 // pl.len()
+    start = pl.lit(day_start) + pl.duration(hours=hour)
+    frame = frame.with_columns(
+        line_item_usage_start_date=start,
+        line_item_usage_end_date=start + pl.duration(hours=1),
+        bill_billing_period_start_date=pl.lit(datetime(DAY.year, DAY.month, 1)),
+        bill_billing_period_end_date=pl.lit(datetime(DAY.year, DAY.month + 1, 1)),
+        bill_invoice_id=pl.lit(f"{DAY:%Y-%m}-INV-1"),
+        identity_time_interval=pl.format(
+            "{}/{}", start.dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            (start + pl.duration(hours=1)).dt.strftime("%Y-%m-%dT%H:%M:%SZ")),
+    )
+    period = f"{DAY:%Y-%m}"
+    data_key = f"{EXPORT}/data/BILLING_PERIOD={period}/{EXPORT}-00001.snappy.parquet"
+    manifest_key = f"{EXPORT}/metadata/BILLING_PERIOD={period}/{EXPORT}-Manifest.json"
+    data = landing / "aws_cur" / data_key
+    data.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(data, compression="snappy")
+    manifest = {
+        "exportName": EXPORT,
+        "executionId": f"{EXPORT}-{period}-1",
+        "billingPeriod": {"start": f"{period}-01T00:00:00.000Z",
+                          "end": f"{DAY.year}-{DAY.month + 1:02d}-01T00:00:00.000Z"},
+        "dataFiles": [f"s3://bench-bucket/cur/{data_key}"],
+        "columns": [{"name": n, "type": "string"} for n in frame.columns],
+    }
+    path = landing / "aws_cur" / manifest_key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2))
+    return frame.height
+
+
+def write_inventory(landing: Path, hosts: int) -> int:
+    """The DCGM hosts as the bill's p5.48xlarge instances (i-0, i-5, ...), two deployments."""
+    import polars as pl
+
+    k = pl.int_range(hosts, dtype=pl.Int64)
+    inventory = pl.select(
+        hostname=pl.format("gpu-host-{}", k.cast(pl.String).str.zfill(4)),
+        provider=pl.lit("AWS"),
+        resource_id=pl.format("i-{}", (k * 5).cast(pl.String)),
+        deployment=pl.when(k % 2 == 0).then(pl.lit(DEPLOYMENTS[0])).otherwise(pl.lit(DEPLOYMENTS[1])),
+        valid_from=pl.lit("2026-01-01T00:00:00Z"),
+        valid_to=pl.lit(None, dtype=pl.String),
+    )
+    (landing / "inventory").mkdir(parents=True, exist_ok=True)
+    inventory.write_csv(landing / "inventory" / "fleet.csv")
+    return inventory.height
+
+
+# ---------------------------------------------------------------- measured children
+
+def _peak_mb() -> float:
+    """This process's peak RSS since start or the last reset (VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> None:
+    """Start a new peak-RSS measurement (Linux: writing 5 to clear_refs resets VmHWM)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def child_pipeline(work: Path) -> dict:
+    """run_range over the day; ingestion and the rest timed and peaked separately."""
+    from pipelines.config import Settings
+    from pipelines.runner import run_range
+
+    settings = Settings(landing=str(work / "landing"), lake=str(work / "lake"),
+                        warehouse=str(work / "warehouse.duckdb"))
+    marks: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def ingested(_days: list[date]) -> None:
+        marks["ingest_s"] = time.perf_counter() - started
+        marks["ingest_peak_mb"] = _peak_mb()
+        _reset_peak()
+
+    run_range(settings, DAY, DAY, on_chunk=ingested)
+    total = time.perf_counter() - started
+    return {"ingest_s": marks["ingest_s"], "ingest_peak_mb": marks["ingest_peak_mb"],
+            "warehouse_s": total - marks["ingest_s"], "warehouse_peak_mb": _peak_mb(),
+            "total_s": total}
+
+
+LOWER_BOUND_SQL = """
+with requests as (
+    select coalesce(model_served, model_requested) as model,
+           coalesce(deployment, model_served) as deployment,
+           count(*) as requests,
+           sum(input_uncached_tokens) as input_uncached, sum(cache_read_tokens) as cache_read,
+           sum(cache_write_tokens) as cache_write, sum(output_tokens) as output
+    from read_parquet('{lake}/gateway_requests/*/*.parquet', hive_partitioning = true)
+    where date = '{day}' and status = 'success'
+    group by all
+),
+inventory as (
+    select distinct hostname, resource_id, deployment
+    from read_parquet('{lake}/fleet_inventory/*/*.parquet', hive_partitioning = true)
+    where date = '{day}'
+),
+gpus as (
+    select inventory.deployment, count(*) as gpu_hours, sum(busy_fraction) as busy_hours,
+           sum(energy_wh) as energy_wh
+    from read_parquet('{lake}/gpu_hourly/*/*.parquet', hive_partitioning = true) as gpu
+    join inventory using (hostname)
+    where date = '{day}'
+    group by all
+),
+cost as (
+    select inventory.deployment, sum(effective_cost) as gpu_cost
+    from read_parquet('{lake}/billing_line_items/*/*.parquet', hive_partitioning = true) as bill
+    join inventory using (resource_id)
+    where date = '{day}' and charge_category = 'Usage'
+    group by all
+)
+select requests.*, gpus.gpu_hours, gpus.busy_hours, gpus.energy_wh, cost.gpu_cost,
+       cost.gpu_cost / nullif(input_uncached + cache_read + output, 0) * 1e6 as cost_per_1m_tokens
+from requests
+left join gpus using (deployment)
+left join cost using (deployment)
+"""
+
+
+def child_lower_bound(work: Path) -> dict:
+    import duckdb
+
+    started = time.perf_counter()
+    con = duckdb.connect()
+    rows = con.sql(LOWER_BOUND_SQL.format(lake=work / "lake", day=DAY.isoformat())).fetchall()
+    return {"total_s": time.perf_counter() - started, "peak_mb": _peak_mb(), "rows": len(rows)}
+
+
+def make_history(work: Path, days: int) -> None:
+    """Copies of the day's lake partitions moved `1..days` days back, timestamps shifted."""
+    import polars as pl
+
+    from connectors.lake import replace_partition
+
+    for table, columns in HISTORY_TABLES.items():
+        day_frame = pl.read_parquet(work / "lake" / table / f"date={DAY}" / "part-0.parquet")
+        for back in range(1, days + 1):
+            shift = timedelta(days=back)
+            moved = day_frame.with_columns([pl.col(c) - shift for c in columns])
+            if table == "billing_line_items":
+                # Line ids are unique per line: a copied day is new lines, not restated ones.
+                moved = moved.with_columns(pl.format("{}-h{}", "source_line_id", pl.lit(back)).alias("source_line_id"))
+            if table == "gateway_requests":
+                moved = moved.with_columns(pl.format("{}-h{}", "request_id", pl.lit(back)).alias("request_id"))
+            replace_partition(work / "lake", table, DAY - shift, moved)
+
+
+def build_history_marts(work: Path, days: int) -> None:
+    """The marts of the history days, in one dbt run (set-up, not measured). A separate
+    process: dbt-duckdb keeps its connection, and with it the file lock, for its process."""
+    env = {**os.environ, "INFERLEDGER_LAKE": str(work / "lake"),
+           "INFERLEDGER_WAREHOUSE": str(work / "warehouse.duckdb"),
+           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false"}
+    window = {"min_date": (DAY - timedelta(days=days)).isoformat(), "max_date": DAY.isoformat()}
+    subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "run", "--quiet",
+         "--project-dir", str(REPO / "dbt"), "--profiles-dir", str(REPO / "dbt"),
+         "--target-path", str(work / "dbt-target"), "--log-path", str(work / "dbt-logs"),
+         "--vars", json.dumps(window)],
+        check=True, env=env, cwd=REPO,
+    )
+
+
+def _child(kind: str, work: Path) -> dict:
+    """Run one measurement in a fresh interpreter, so its peak memory is its own."""
+    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false",
+           "DAGSTER_HOME": str(work / "dagster_home")}
+    Path(env["DAGSTER_HOME"]).mkdir(exist_ok=True)
+    out = subprocess.run([sys.executable, __file__, "--child", kind, "--workdir", str(work)],
+                         check=True, capture_output=True, text=True, env=env, cwd=REPO)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- report
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GB, {platform.system()} {platform.release()}; load average {load} at the end"
+
+
+def report(scale: float, generated: dict, gen_s: float, day1: dict, bound: dict,
+           history: dict[int, dict]) -> str:
+    ratio = day1["total_s"] / bound["total_s"]
+    peak = max(day1["ingest_peak_mb"], day1["warehouse_peak_mb"])
+    lines = [
+        f"## Run of {datetime.now():%Y-%m-%d %H:%M} (scale {scale:g})", "",
+        f"Machine: {machine()}.", "",
+        (f"Generated in {gen_s:.1f} s: {generated['requests']:,} requests in {generated['gateway_files']} "
+         f"files, {generated['gpus']:,} GPUs ({generated['samples']:,} DCGM samples), "
+         f"{generated['bill_lines']:,} CUR lines, {generated['inventory_rows']} inventory rows."), "",
+        "| stage | wall s | peak RSS MB |", "| --- | --- | --- |",
+        f"| ingestion (4 assets) | {day1['ingest_s']:.1f} | {day1['ingest_peak_mb']:,.0f} |",
+        f"| warehouse (dbt build), anomalies, export | {day1['warehouse_s']:.1f} | {day1['warehouse_peak_mb']:,.0f} |",
+        f"| **end to end** | **{day1['total_s']:.1f}** | **{peak:,.0f}** |",
+        f"| DuckDB lower bound (one query) | {bound['total_s']:.2f} | {bound['peak_mb']:,.0f} |",
+        "",
+        (f"Ratio to the lower bound: **{ratio:.1f}x** (target <= {TARGETS['ratio']:g}x). "
+         f"End to end target <= {TARGETS['end_to_end_s']:g} s: "
+         f"{'met' if day1['total_s'] <= TARGETS['end_to_end_s'] else 'missed'}; "
+         f"peak target <= {TARGETS['peak_mb']:,.0f} MB: {'met' if peak <= TARGETS['peak_mb'] else 'missed'}."),
+    ]
+    if history:
+        lines += ["", "| history (days) | day N+1 end to end s | ingestion s | warehouse s | vs day 1 |",
+                  "| --- | --- | --- | --- | --- |"]
+        for days, run in history.items():
+            growth = run["total_s"] / day1["total_s"] - 1
+            lines.append(f"| {days} | {run['total_s']:.1f} | {run['ingest_s']:.1f} | "
+                         f"{run['warehouse_s']:.1f} | {growth:+.0%} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of a production day")
+    parser.add_argument("--history", default="1,30,90", help="days of history before day N+1; '' for none")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--results", type=Path, help="append the report to this markdown file")
+    parser.add_argument("--child", choices=["pipeline", "lower_bound"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        measure = child_pipeline if args.child == "pipeline" else child_lower_bound
+        print(json.dumps(measure(args.workdir)))
+        return
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
+    try:
+        started = time.perf_counter()
+        generated = generate_landing(work / "landing", args.scale, args.workers)
+        gen_s = time.perf_counter() - started
+        print(f"generated in {gen_s:.1f} s: {generated}", flush=True)
+        day1 = _child("pipeline", work)
+        print(f"day 1: {day1}", flush=True)
+        bound = _child("lower_bound", work)
+        print(f"lower bound: {bound}", flush=True)
+        history: dict[int, dict] = {}
+        for days in [int(d) for d in args.history.split(",") if d]:
+            # History grows in place: the day's partitions are copied 1..days back.
+            make_history(work, days)
+            build_history_marts(work, days)
+            history[days] = _child("pipeline", work)
+            print(f"after {days} days of history: {history[days]}", flush=True)
+        text = report(args.scale, generated, gen_s, day1, bound, history)
+        print(text)
+        if args.results:
+            with args.results.open("a") as out:
+                out.write("\n" + text)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
