@@ -33,13 +33,15 @@ demo: install
 	$(BIN)/inferledger demo
 	$(BIN)/inferledger report --out data/report.html
 
-# The servers the tests start for real (Prometheus, PostgreSQL, headless Chromium).
+# The servers the tests start for real (Prometheus, PostgreSQL, headless Chromium), and
+# Java for the Spark equality test.
 system-deps:
 	@if command -v prometheus >/dev/null && command -v promtool >/dev/null \
-		&& [ -x /usr/lib/postgresql/15/bin/initdb ] && command -v chromium >/dev/null; then :; else \
+		&& [ -x /usr/lib/postgresql/15/bin/initdb ] && command -v chromium >/dev/null \
+		&& command -v java >/dev/null; then :; else \
 		DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-			prometheus postgresql chromium; fi
+			prometheus postgresql chromium openjdk-17-jre-headless; fi
 
 test: install system-deps
 	$(BIN)/pytest
