@@ -29,7 +29,7 @@ import polars as pl
 
 from connectors.generic_jsonl import finish_gateway_rows
 from connectors.landing import LandingStore
-from connectors.openai_usage import read_file, read_pages, stable_id
+from connectors.openai_usage import bucket_results, read_file, stable_id
 from connectors.result import ParseResult
 
 SOURCE = "anthropic_usage"
@@ -75,14 +75,7 @@ def read_anthropic_usage_files(
 
 
 def _results(data: bytes | Path, source_file: str) -> pl.DataFrame:
-    pages = read_pages(data, source_file, PAGE)
-    return (
-        pages.select(pl.col("data").explode()).unnest("data")
-        .explode("results").filter(pl.col("results").is_not_null())
-        .unnest("results")
-        .with_row_index("_row_number", offset=1)
-        .with_columns(pl.lit(source_file).alias("_file"))
-    )
+    return bucket_results(data, source_file, PAGE)
 
 
 def _finish(results: pl.DataFrame, self_hosted_deployments: frozenset[str],

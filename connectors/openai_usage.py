@@ -76,8 +76,13 @@ def read_openai_usage_files(
 
 
 def _results(data: bytes | Path, source_file: str) -> pl.DataFrame:
-    """One row per bucket result, with the file and a 1-based result number in the file."""
-    pages = read_pages(data, source_file, PAGE)
+    return bucket_results(data, source_file, PAGE)
+
+
+def bucket_results(data: bytes | Path, source_file: str, page_schema: pl.Struct) -> pl.DataFrame:
+    """One row per bucket result of usage-API pages (OpenAI's and Anthropic's share the
+    `data[].results[]` shape), with the file and a 1-based result number in the file."""
+    pages = read_pages(data, source_file, page_schema)
     return (
         pages.select(pl.col("data").explode()).unnest("data")
         .explode("results").filter(pl.col("results").is_not_null())
