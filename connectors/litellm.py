@@ -12,8 +12,8 @@ Only the fields in SPEND_LOG_FIELDS are read: prompt and response bodies (`messa
 is hashed (sha256) into api_key_hash. Quarantined rows keep only the fields in RAW_FIELDS.
 
 A day of millions of requests is parsed with bounded memory: `iter_litellm` yields one
-ParseResult per batch (polars streams local files; other objects are cut into chunks of
-whole lines) and `SpendLogReader` remembers the request ids it has seen, so a request
+ParseResult per batch (DuckDB's JSON reader streams local files, a background thread
+parsing ahead; other objects are cut into chunks of whole lines) and `SpendLogReader` remembers the request ids it has seen, so a request
 logged twice (in one file or in two) is counted once wherever the copies fall.
 """
 
@@ -24,7 +24,7 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -33,13 +33,13 @@ import polars as pl
 from connectors.dcgm import parse_iso_utc_series
 from connectors.landing import LandingStore
 from connectors.result import ParseResult, SourceFormatError
-from connectors.schemas import GATEWAY_REQUESTS, MONEY, QUARANTINE, conform, empty
+from connectors.schemas import GATEWAY_REQUESTS, MONEY, QUARANTINE, TS, conform, empty
 
 SOURCE = "litellm"
 # Decompressed text parsed at a time where polars cannot stream the file itself: large
 # enough to keep its reader parallel, small enough that a day never sits in memory at once.
 CHUNK_BYTES = 64 << 20
-# Rows per batch when polars streams a local file.
+# Rows per batch when DuckDB streams a local file.
 STREAM_BATCH_ROWS = 100_000
 
 # Every field read as text: numbers keep their exact decimal spelling (spend goes straight
@@ -132,36 +132,167 @@ def iter_litellm(
 
     Each batch's result balances on its own; the first copy of a request id (in the order
     of `keys`, then of lines) wins across all batches and files. A local file is streamed
-    by polars itself (its inflate and JSON parser, in Rust, batch by batch); a file polars
-    refuses (a malformed line) continues, from the first line it did not deliver, through
+    by DuckDB's JSON reader (inflate and parse in C++, batch by batch, ahead of this
+    thread); a file it refuses (a malformed line) continues, from the first line it did not deliver, through
     the line-by-line reader that quarantines the bad lines. Objects without a local path
     (S3) are read in chunks of `chunk_bytes` of text.
     """
     reader = SpendLogReader(self_hosted_deployments, customer_salt, chunk_bytes=chunk_bytes)
-    for key in keys:
-        path = store.local_path(key)
+    for key, path, batches in _prefetched(_parsed_files(store, keys)):
         delivered = 0
         if path is not None:
             try:
-                for batch in _stream(path):
+                for batch in batches:
                     delivered += batch.height
                     yield reader.read_frame(batch, key)
                 continue
-            except (pl.exceptions.PolarsError, OSError):
+            except _FastPathRefused:
                 pass  # the rest goes through the exact reader, which names what is wrong
         with _open(path if path is not None else store.read_bytes(key)) as f:
             yield from reader.read_stream(f, key, skip_records=delivered)
 
 
-def _stream(path: Path) -> Iterator[pl.DataFrame]:
-    """polars' streaming NDJSON reader over a file, plain or gzip, in PARSED_SCHEMA batches.
+class _FastPathRefused(Exception):
+    """DuckDB's reader stopped on a file (a malformed line, an unexpected JSON type)."""
 
-    It skips blank lines, so a record's number is its line number in files without them
-    (what exports write); files with malformed lines fall back to the exact reader.
+
+def _duckdb_type(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.Struct):
+        fields = ", ".join(f'"{f.name}" {_duckdb_type(f.dtype)}' for f in dtype.fields)
+        return f"STRUCT({fields})"
+    return "VARCHAR"
+
+
+def _read_json_sql(metadata_as_text: bool) -> str:
+    schema = {**_TEXT_SCHEMA, "metadata": pl.String if metadata_as_text else METADATA}
+    columns = ", ".join(f"'{name}': '{_duckdb_type(t)}'" for name, t in schema.items())
+    # DuckDB reads ISO 8601 times itself (naive ones as UTC: without the icu extension loaded its only zone is UTC); a
+    # spelling it cannot read stops the fast path and the exact reader names the row.
+    columns = columns.replace("'startTime': 'VARCHAR'", "'startTime': 'TIMESTAMPTZ'")
+    columns = columns.replace("'endTime': 'VARCHAR'", "'endTime': 'TIMESTAMPTZ'")
+    # Bodies are parsed (JSON has no way to skip them) but never projected; large ones are
+    # allowed so a long conversation does not send the file down the slow path.
+    return ("select * from read_json($path, format = 'newline_delimited', "
+            f"maximum_object_size = 268435456, columns = {{{columns}}})")
+
+
+def _stream(path: Path) -> Iterator[pl.DataFrame]:
+    """DuckDB's NDJSON reader over a local file, plain or gzip, in PARSED_SCHEMA batches.
+
+    Only SPEND_LOG_FIELDS are projected; numbers and nested values arrive as their JSON
+    text, startTime/endTime as UTC datetimes, `metadata` as the METADATA struct (decoded from text when an export wrote it as
+    a JSON string). The reader skips blank lines, so a record's number is its line number
+    in files without them (what exports write). A file DuckDB refuses raises
+    _FastPathRefused after the batches it delivered; the caller reads the rest exactly.
     """
-    scan = pl.scan_ndjson(path, schema={**_TEXT_SCHEMA, "metadata": METADATA},
-                          row_index_name="_row_number", row_index_offset=1)
-    yield from scan.collect_batches(chunk_size=STREAM_BATCH_ROWS)
+    import duckdb  # imported here: modules that never stream a file do not need it
+
+    delivered = 0
+    for metadata_as_text in (False, True):
+        con = duckdb.connect(config={"memory_limit": "2GB"})
+        try:
+            reader = con.sql(_read_json_sql(metadata_as_text),
+                             params={"path": str(path)}).to_arrow_reader(STREAM_BATCH_ROWS)
+            for record_batch in reader:
+                df = pl.from_arrow(record_batch)
+                if metadata_as_text:
+                    df = df.with_columns(decode_metadata(df["metadata"]))
+                yield df.with_row_index("_row_number", offset=delivered + 1)
+                delivered += df.height
+            return
+        except duckdb.Error as e:
+            # Metadata written as JSON text: read again with it as text, unless rows are
+            # already out (then the exact reader takes the rest).
+            if delivered or metadata_as_text or "metadata" not in str(e):
+                raise _FastPathRefused(str(e)) from e
+        finally:
+            con.close()
+
+
+def _parsed_files(store: LandingStore, keys: list[str]
+                  ) -> Iterator[tuple[str, Path | None, Iterator[pl.DataFrame]]]:
+    """Each key with its local path and its fast-path batches (none without a path)."""
+    for key in keys:
+        path = store.local_path(key)
+        yield key, path, (_stream(path) if path is not None else iter(()))
+
+
+def _prefetched(files: Iterator[tuple[str, Path | None, Iterator[pl.DataFrame]]], depth: int = 2
+                ) -> Iterator[tuple[str, Path | None, Iterator[pl.DataFrame]]]:
+    """The same files, their batches parsed in a background thread up to `depth` ahead.
+
+    DuckDB's reader and polars both release the GIL, so parsing the next batch overlaps
+    validating and writing this one: on two cores a day of logs is a two-stage pipeline.
+    Files come out in order, each followed by its batches; a consumer that leaves a file's
+    batches unread skips to the next file.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(*item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for key, path, batches in files:
+                if not put("file", key, path):
+                    return
+                try:
+                    for batch in batches:
+                        if not put("batch", batch):
+                            return
+                except _FastPathRefused as e:
+                    if not put("refused", e):
+                        return
+                if not put("end"):
+                    return
+            put("done")
+        except BaseException as e:  # noqa: BLE001 - raised again in the consumer
+            put("error", e)
+
+    thread = threading.Thread(target=produce, name="litellm-prefetch", daemon=True)
+    thread.start()
+
+    def batches_of_current() -> Iterator[pl.DataFrame]:
+        while True:
+            item = q.get()
+            if item[0] == "batch":
+                yield item[1]
+            elif item[0] == "refused":
+                while q.get()[0] != "end":  # the file's end marker follows
+                    pass
+                raise _FastPathRefused(str(item[1]))
+            elif item[0] == "end":
+                return
+            else:  # "error"
+                raise item[1]
+
+    try:
+        while True:
+            item = q.get()
+            if item[0] == "done":
+                return
+            if item[0] == "error":
+                raise item[1]
+            current = batches_of_current()
+            yield item[1], item[2], current
+            try:
+                for _ in current:  # batches the consumer did not read
+                    pass
+            except _FastPathRefused:
+                pass
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 class SpendLogReader:
@@ -495,8 +626,8 @@ def _with_usage(df: pl.DataFrame) -> pl.DataFrame:
 
     meta = pl.col("_meta").struct.field
     return df.with_columns(
-        parse_iso_utc_series(df["startTime"]).alias("_ts_start"),
-        parse_iso_utc_series(df["endTime"]).alias("_ts_end"),
+        _utc_times(df["startTime"]).alias("_ts_start"),
+        _utc_times(df["endTime"]).alias("_ts_end"),
         pl.col("prompt_tokens").cast(pl.Int64, strict=False).alias("_prompt"),
         pl.col("completion_tokens").cast(pl.Int64, strict=False).alias("_completion"),
         tokens(aux.struct.field("cache_read_input_tokens"), cached(aux),
@@ -511,6 +642,13 @@ def _with_usage(df: pl.DataFrame) -> pl.DataFrame:
           ("user_api_key_team_id", "user_api_key_user_id", "user_api_key_end_user_id",
            "customer_id", "feature", "status")],
     ).drop("_meta")
+
+
+def _utc_times(column: pl.Series) -> pl.Series:
+    """startTime/endTime as UTC datetimes: parsed from text, or as the fast path read them."""
+    if column.dtype == pl.String:
+        return parse_iso_utc_series(column)
+    return column.cast(TS)
 
 
 def _row_problem() -> pl.Expr:
@@ -567,15 +705,18 @@ def _normalize(
 ) -> pl.DataFrame:
     blank = null_if_blank
     provider = blank(pl.col("custom_llm_provider"))
-    api_host = pl.col("api_base").str.extract(r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^/:?#]+)", 1)
+    # Regexes run once per distinct value: a day repeats a few endpoints and tag sets.
+    api_host = per_distinct(df, "api_base", lambda e: e.str.extract(_URL_HOST, 1))
+    private = per_distinct(df, "api_base",
+                           lambda e: private_host(e.str.extract(_URL_HOST, 1))).fill_null(False)
     deployment = pl.coalesce(blank(pl.col("model_group")), blank(pl.col("model_id")), api_host)
     is_self_hosted = (
         provider.is_in(SELF_HOSTED_PROVIDERS).fill_null(False)
-        | (provider.is_in(OPENAI_COMPATIBLE_PROVIDERS).fill_null(False)
-           & private_host(api_host))
+        | (provider.is_in(OPENAI_COMPATIBLE_PROVIDERS).fill_null(False) & private)
         | deployment.is_in(list(self_hosted_deployments)).fill_null(False)
     )
-    tag_feature = pl.col("request_tags").str.extract(r'"feature:([^"]+)"', 1)
+    tag_feature = per_distinct(df, "request_tags",
+                               lambda e: e.str.extract(r'"feature:([^"]+)"', 1))
     status = pl.coalesce(blank(pl.col("status")), pl.col("_m_status"),
                          # LiteLLM versions before the status column logged successes only.
                          pl.lit("success"))
@@ -626,6 +767,20 @@ def _normalize(
             .alias("customer_id")
         )
     return conform(out, GATEWAY_REQUESTS)
+
+
+_URL_HOST = r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^/:?#]+)"
+
+
+def per_distinct(df: pl.DataFrame, column: str, derive: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
+    """`derive(pl.col(column))`, computed once per distinct value when values repeat (null
+    stays null); evaluated row by row when most values are distinct."""
+    values = df.get_column(column).drop_nulls().unique()
+    if values.len() * 8 > df.height:
+        return pl.when(pl.col(column).is_not_null()).then(derive(pl.col(column)))
+    derived = pl.select(derive(pl.lit(values))).to_series()
+    return pl.col(column).replace_strict(values, derived, default=None,
+                                         return_dtype=derived.dtype)
 
 
 def sha256_hex(col: pl.Expr, values: pl.Series, *, salt: str = "", length: int = 64) -> pl.Expr:
