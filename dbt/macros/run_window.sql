@@ -51,3 +51,33 @@
         {%- endif -%}
     {%- endif -%}
 {%- endmacro %}
+
+{#- A period [start_column, end_column) that overlaps the run window. -#}
+{% macro overlaps_run_window(start_column, end_column) -%}
+    ({{ start_column }} < {{ window_end_date() }} and {{ end_column }} > {{ window_start_date() }})
+{%- endmacro %}
+
+{#- Data tests limited to the run window: a test's `where` config may say `__run_window__(column)`
+    (the rows whose date column is in the window) or `__run_window__(start, end)` (the rows whose
+    period overlaps it). Config in .yml cannot call macros, so dbt's get_where_subquery is
+    overridden here to expand the placeholder into in_run_window / overlaps_run_window. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set filter = namespace(where=config.get('where', '') or '') -%}
+    {%- for args in modules.re.findall('__run_window__[(]([^)]*)[)]', filter.where) -%}
+        {%- set columns = args.split(',') | map('trim') | list -%}
+        {%- if columns | length == 1 -%}
+            {%- set condition = in_run_window(columns[0]) -%}
+        {%- elif columns | length == 2 -%}
+            {%- set condition = overlaps_run_window(columns[0], columns[1]) -%}
+        {%- else -%}
+            {{ exceptions.raise_compiler_error(
+                "where '" ~ filter.where ~ "': __run_window__ takes a date column or a start and an end column") }}
+        {%- endif -%}
+        {%- set filter.where = filter.where | replace('__run_window__(' ~ args ~ ')', condition) -%}
+    {%- endfor -%}
+    {%- if filter.where -%}
+        {%- do return('(select * from ' ~ relation ~ ' where ' ~ filter.where ~ ') dbt_subquery') -%}
+    {%- else -%}
+        {%- do return(relation) -%}
+    {%- endif -%}
+{%- endmacro %}

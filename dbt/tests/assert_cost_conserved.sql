@@ -35,6 +35,9 @@ in_scope_lines as (
         coalesce(charge_period_end, {{ dbt.dateadd('hour', 1, 'charge_period_start') }}) as charge_period_end
     from {{ ref('fct_billing_line_items') }}
     where in_scope
+        -- Lines with hours in the window (the days checked), whatever day they started.
+        and charge_period_start < {{ window_end_ts() }}
+        and coalesce(charge_period_end, {{ dbt.dateadd('hour', 1, 'charge_period_start') }}) > {{ window_start_ts() }}
 
 ),
 

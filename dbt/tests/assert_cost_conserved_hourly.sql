@@ -2,7 +2,9 @@
 -- cost = the busy and idle GPU cost on that hour's lines of fct_inference_costs_hourly +
 -- the GPU cost of instances no deployment claimed, to half a cent. Shared platform cost and
 -- the hosted-API true-up are allocated per day, so they balance at the daily grain
--- (assert_cost_conserved), not per hour. Checks the run window. Returns one row per failure.
+-- (assert_cost_conserved), not per hour. Checks the run window, in the intermediate tables
+-- too (they hold the last build's window, which a `dbt test` may not share). Returns one row
+-- per failure.
 
 {{ config(severity='error', tags=['conservation'], meta={'dagster': {'ref': {'name': 'fct_inference_costs_hourly'}}}) }}
 
@@ -12,7 +14,8 @@ billed as (
 
     select hour_start, provider, billing_currency, sum(effective_cost) as gpu_cost
     from {{ ref('int_in_scope_costs_hourly') }}
-    where scope_reason = 'gpu_compute'
+    where {{ in_run_window('usage_date') }}
+        and scope_reason = 'gpu_compute'
     group by hour_start, provider, billing_currency
 
 ),
@@ -21,7 +24,8 @@ unattributed as (
 
     select hour_start, provider, billing_currency, sum(effective_cost) as gpu_cost
     from {{ ref('int_gpu_instance_hours') }}
-    where deployment is null
+    where {{ in_run_window('usage_date') }}
+        and deployment is null
     group by hour_start, provider, billing_currency
 
 ),

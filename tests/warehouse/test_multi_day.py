@@ -263,3 +263,38 @@ def test_cost_is_conserved_per_day_provider_currency(built, tmp_path) -> None:
     failed = {r.node.name for r in result.result if str(r.status) in ("fail", "error")}
     assert not result.success and failed == CONSERVATION_TESTS
     assert broken.query("select bool_and(passed) from billing_reconciliation_daily").item() is False
+
+
+def test_data_tests_read_only_the_run_window(built, tmp_path) -> None:
+    # On a copy: one of D1's idle lines twice in fct_inference_costs_hourly (a broken grain,
+    # and its GPU cost counted twice).
+    with duckdb.connect(str(built.path)) as con:
+        con.execute("checkpoint")
+    copy = type(built)(tmp_path, lake=built.lake)
+    shutil.copy(built.path, copy.path)
+    with duckdb.connect(str(copy.path)) as con:
+        con.execute(
+            "insert into fct_inference_costs_hourly select * from fct_inference_costs_hourly "
+            "where usage_date = ? and line_type = 'idle' and gpu_idle_cost > 1 limit 1",
+            [D1],
+        )
+    select = [
+        "test",
+        "--select",
+        "fct_inference_costs_hourly",
+        "--exclude-resource-type",
+        "unit_test",
+    ]
+
+    # A run of D2 tests D2's rows only: it passes.
+    result = copy.dbt(*select, vars={"min_date": str(D2), "max_date": str(D3)})
+    assert len(result.result) == 17  # 14 on the model, 3 conservation tests
+
+    # A run of D1 sees the duplicate: the grain test and every conservation test fail.
+    result = copy.dbt(
+        *select, vars={"min_date": str(D1), "max_date": str(D2)}, expect_success=False
+    )
+    failed = {r.node.name for r in result.result if str(r.status) in ("fail", "error")}
+    grain = "unique_combination_of_columns_fct_inference_costs_hourly"
+    assert {n for n in failed if not n.startswith(grain)} == CONSERVATION_TESTS
+    assert len([n for n in failed if n.startswith(grain)]) == 1
