@@ -1,4 +1,4 @@
-"""NVIDIA DCGM exporter telemetry -> gpu_samples, and its hourly downsample -> gpu_hourly.
+"""NVIDIA DCGM exporter telemetry -> gpu_samples, and its downsamples -> gpu_hourly, gpu_minutely.
 
 Two shapes are read:
 
@@ -24,19 +24,34 @@ Label spellings differ between exporter versions and Kubernetes setups (`Hostnam
 "blank" sentinel (values >= 9.2e18) when a field has no value, and CSV dumps write `[N/A]`:
 both become a null value, the row is kept so the gap stays visible. Unknown DCGM fields are
 kept under their lowercased name: a new exporter field is data, not an error.
+
+A host-day of 15 s samples is ~280,000 lines whose labels and timestamps repeat: text work
+(timestamp parsing, label cleaning, metric mapping) is done once per distinct value and
+mapped back, and the downsamples aggregate with integer keys, in batches of BATCH_ROWS.
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from connectors.landing import LandingStore
 from connectors.result import ParseResult, SourceFormatError, split_valid
-from connectors.schemas import GPU_HOURLY, GPU_SAMPLES, QUARANTINE, TS, conform, empty
+from connectors.schemas import (
+    GPU_HOURLY,
+    GPU_MINUTELY,
+    GPU_SAMPLES,
+    QUARANTINE,
+    TS,
+    conform,
+    empty,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +85,21 @@ LABELS: dict[str, list[str]] = {
     "k8s_container": ["container", "container_name", "exported_container"],
 }
 
+_MAX_DEFLATE_RATIO = 1032  # deflate's limit: no gzip member inflates more than this
 _MIG_SLICES_PER_GPU = 7  # H100 / A100: a `Ng.XXgb` profile holds N of 7 compute slices
+
+# Downsamples read the samples in batches of this many rows (a day of 1,000 GPUs at 15 s
+# is 34.6 M samples), so memory stays bounded whatever the caller hands over.
+BATCH_ROWS = 4_000_000
+_HOUR_US = 3_600_000_000
+_MINUTE_US = 60_000_000
+_GPU_KEY = ["hostname", "gpu_uuid", "mig_instance_id"]
+_GPU_LABELS = ["gpu_index", "gpu_model", "mig_profile", "k8s_namespace", "k8s_pod"]
+# Metrics averaged per period. A sample's metric code is its metric's index here, 4 for
+# the energy counter, 5 for any other metric.
+_AVERAGED = ["gpu_util_pct", "gr_engine_active", "power_w", "fb_used_mib"]
+_POWER, _ENERGY, _OTHER = _AVERAGED.index("power_w"), 4, 5
+_MJ_PER_WH = 3.6e6
 
 
 def read_prometheus_text(data: bytes | Path, *, source_file: str) -> ParseResult:
@@ -85,22 +114,23 @@ def read_prometheus_text(data: bytes | Path, *, source_file: str) -> ParseResult
         # Comments (# HELP / # TYPE / # EOF) and blank lines are not samples.
         .filter((pl.col("line") != "") & ~pl.col("line").str.starts_with("#"))
     )
-    sample = r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+(-?\d+))?$"
-    line = pl.col("line")
-    labels = line.str.extract(sample, 2).fill_null("")
-    parsed = lines.with_columns(
-        line.str.extract(sample, 1).alias("_field"),
-        line.str.extract(sample, 3).alias("_value_text"),
-        line.str.extract(sample, 4).alias("_ts_text"),
-        *[
-            _first_label(labels, spellings).alias(name)
+    sample = (r"^(?P<_field>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<_labels>.*)\})?"
+              r"\s+(?P<_value_text>\S+)(?:\s+(?P<_ts_text>-?\d+))?$")
+    parsed = lines.with_columns(pl.col("line").str.extract_groups(sample).alias("_m")).unnest("_m")
+    # A series repeats its label set on every sample: read each distinct set once.
+    label_sets = parsed.get_column("_labels").fill_null("")
+    distinct = label_sets.unique().to_frame("_labels")
+    labels = label_sets.to_frame("_labels").join(
+        distinct.with_columns(
+            _first_label(pl.col("_labels"), spellings).alias(name)
             for name, spellings in LABELS.items()
-        ],
+        ),
+        on="_labels", how="left", maintain_order="left",
     )
     ts = (
         pl.col("_ts_text").cast(pl.Int64, strict=False).cast(pl.Datetime("ms", "UTC")).cast(TS)
     )
-    parsed = parsed.with_columns(ts.alias("ts"))
+    parsed = parsed.drop("_labels").hstack(labels.drop("_labels")).with_columns(ts.alias("ts"))
     unparseable = pl.when(pl.col("_field").is_null()).then(
         pl.lit("line is not a Prometheus sample (name{labels} value timestamp)")
     )
@@ -113,12 +143,12 @@ def read_prometheus_text(data: bytes | Path, *, source_file: str) -> ParseResult
 def read_dcgm_csv(data: bytes | Path, *, source_file: str) -> ParseResult:
     """Parse the long DCGM CSV (timestamp, labels..., metric, value), plain or gzip."""
     raw = gunzip_if_compressed(_as_bytes(data), source_file)
-    if not raw.strip():
-        return ParseResult(empty(GPU_SAMPLES), empty(QUARANTINE), 0, [source_file])
-    df = pl.read_csv(raw, infer_schema=False, truncate_ragged_lines=False)
+    df = _read_text_csv(raw)
     missing = [c for c in ("timestamp", "metric", "value") if c not in df.columns]
     if not any(c in df.columns for c in LABELS["gpu_uuid"]):
         missing.append("UUID")
+    if missing and not raw.strip():
+        return ParseResult(empty(GPU_SAMPLES), empty(QUARANTINE), 0, [source_file])
     if missing:
         raise SourceFormatError(
             f"{source_file}: DCGM CSV lacks required column(s) {missing}; expected the header "
@@ -126,22 +156,23 @@ def read_dcgm_csv(data: bytes | Path, *, source_file: str) -> ParseResult:
             "container,metric,value (re-export with these columns)"
         )
     raw_cols = df.columns
+    labels = _blank_labels_to_null(
+        df.select(c for spellings in LABELS.values() for c in spellings if c in df.columns))
+
+    def label(spellings: list[str]) -> pl.Expr:
+        present = [pl.lit(labels[c]) for c in spellings if c in labels.columns]
+        return pl.coalesce(present) if present else pl.lit(None, pl.String)
+
     parsed = df.with_row_index("_row_number", offset=1).with_columns(
-        pl.col("metric").str.strip_chars().alias("_field"),
+        _on_distinct(df["metric"], lambda e: e.str.strip_chars()).alias("_field"),
         pl.col("value").alias("_value_text"),
-        parse_iso_utc(pl.col("timestamp")).alias("ts"),
-        *[
-            pl.coalesce(
-                [_blank_to_null(pl.col(c)) for c in spellings if c in df.columns]
-                or [pl.lit(None, pl.String)]
-            ).alias(name)
-            for name, spellings in LABELS.items()
-        ],
+        _parse_timestamps(df["timestamp"]).alias("ts"),
+        *[label(spellings).alias(name) for name, spellings in LABELS.items()],
     )
     bad_ts = pl.when(pl.col("ts").is_null()).then(
         pl.format("unparseable timestamp '{}' (expected ISO-8601 UTC)", pl.col("timestamp"))
     )
-    no_metric = pl.when(_blank_to_null(pl.col("_field")).is_null()).then(
+    no_metric = pl.when(pl.col("_field").is_null() | (pl.col("_field") == "")).then(
         pl.lit("empty metric name")
     )
     return finish_samples(parsed, source_file, keep_raw=raw_cols, extra_reasons=[no_metric, bad_ts])
@@ -183,70 +214,32 @@ def downsample_hourly(samples: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
       (GPU_UTIL only says "a kernel ran during the interval", so it overstates busy time).
     * energy_wh: sum of the energy counter's deltas whose later sample falls in the hour; a
       drop (driver restart resets the counter) counts the post-reset value as the delta.
-      Without an energy counter: power_w_avg x the hours the power samples cover.
+      Without an energy counter: power_w_avg x the hours the power samples cover (the GPU's
+      median power sampling interval x its power samples, at most the hour).
+    * gpu_index, gpu_model, mig_profile, k8s_namespace, k8s_pod: the first non-null value
+      in the hour, in the order of `samples`.
     """
-    lf = samples.lazy() if isinstance(samples, pl.DataFrame) else samples
-    gpu_key = ["hostname", "gpu_uuid", "mig_instance_id"]
-    lf = lf.with_columns(pl.col("ts").dt.truncate("1h").alias("hour_start"))
-    keys = ["hour_start", *gpu_key]
+    return _downsample(samples, _HOURLY)[0]
 
-    def avg(metric: str) -> pl.Expr:
-        return pl.col("value").filter(pl.col("metric") == metric).mean()
 
-    hourly = lf.group_by(keys).agg(
-        pl.col("ts").n_unique().cast(pl.Int64).alias("samples"),
-        *[pl.col(c).drop_nulls().first().alias(c)
-          for c in ("gpu_index", "gpu_model", "mig_profile", "k8s_namespace", "k8s_pod")],
-        avg("gpu_util_pct").alias("gpu_util_pct_avg"),
-        avg("gr_engine_active").alias("_gr_active_avg"),
-        avg("power_w").alias("power_w_avg"),
-        avg("fb_used_mib").alias("fb_used_mib_avg"),
-        pl.col("value").filter(pl.col("metric") == "power_w").count().alias("_power_samples"),
-    )
-    energy = (
-        lf.filter((pl.col("metric") == "energy_mj") & pl.col("value").is_not_null())
-        .select(*keys, "ts", "value")
-        .sort([*gpu_key, "ts"])
-        .with_columns(pl.col("value").diff().over(gpu_key).alias("_delta"))
-        .with_columns(
-            # A drop means the counter restarted from zero: the new value is what accrued.
-            pl.when(pl.col("_delta") < 0).then(pl.col("value")).otherwise(pl.col("_delta"))
-            .alias("_delta")
-        )
-        .group_by(keys)
-        .agg((pl.col("_delta").sum() / 3.6e6).alias("_energy_counter_wh"),
-             pl.len().alias("_energy_samples"))
-    )
-    # Sampling interval per GPU, to turn power samples into covered hours.
-    interval = (
-        lf.filter(pl.col("metric") == "power_w")
-        .select(*gpu_key, "ts")
-        .unique()
-        .sort([*gpu_key, "ts"])
-        .with_columns(pl.col("ts").diff().over(gpu_key).dt.total_microseconds().alias("_dt_us"))
-        .group_by(gpu_key)
-        .agg(pl.col("_dt_us").median().alias("_interval_us"))
-    )
-    out = (
-        hourly.join(energy, on=keys, how="left", nulls_equal=True)
-        .join(interval, on=gpu_key, how="left", nulls_equal=True)
-        .with_columns(
-            pl.coalesce(pl.col("_gr_active_avg"), pl.col("gpu_util_pct_avg") / 100)
-            .alias("busy_fraction"),
-            pl.when(pl.col("_energy_samples").is_not_null())
-            .then(pl.col("_energy_counter_wh").fill_null(0.0))
-            .otherwise(
-                pl.col("power_w_avg")
-                * pl.min_horizontal(
-                    pl.col("_power_samples") * pl.col("_interval_us") / 3.6e9, pl.lit(1.0)
-                )
-            )
-            .alias("energy_wh"),
-            mig_gpu_fraction(pl.col("mig_profile")).alias("gpu_fraction"),
-        )
-        .sort(keys, nulls_last=True)
-    )
-    return conform(out.select([c for c in GPU_HOURLY]).collect(), GPU_HOURLY)
+def downsample_minutely(samples: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """Aggregate gpu_samples to one row per minute and GPU (or MIG instance): GPU_MINUTELY.
+
+    The columns and rules of downsample_hourly, per minute: an energy counter delta belongs
+    to the minute of its later sample, and without a counter energy is power_w_avg x the
+    minutes the power samples cover. `samples` may be a lazy scan of a day's gpu_samples
+    Parquet parts; it is read in slices of BATCH_ROWS rows.
+    """
+    return _downsample(samples, _MINUTELY)[0]
+
+
+def downsample_hourly_and_minutely(
+    samples: pl.DataFrame | pl.LazyFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """downsample_hourly and downsample_minutely from one read of the samples (a day's
+    ingestion wants both; reading the samples is most of the work)."""
+    hourly, minutely = _downsample(samples, _HOURLY, _MINUTELY)
+    return hourly, minutely
 
 
 def finish_samples(
@@ -255,13 +248,8 @@ def finish_samples(
     """Shared tail of the DCGM readers (text, CSV, Prometheus API): value parsing, metric
     mapping, validation. `parsed` holds `_row_number`, `_field`, `_value_text`, `ts` and
     the LABELS columns."""
-    value_text = pl.col("_value_text").str.strip_chars()
-    is_na = value_text.is_null() | value_text.is_in(NA_STRINGS)
-    number = value_text.cast(pl.Float64, strict=False)
-    parsed = parsed.with_columns(
-        number.alias("_number"),
-        is_na.alias("_is_na"),
-    )
+    number, is_na = _parse_values(parsed.get_column("_value_text"))
+    parsed = parsed.with_columns(number.alias("_number"), is_na.alias("_is_na"))
     bad_value = pl.when(~pl.col("_is_na") & pl.col("_number").is_null()).then(
         pl.format("unparseable value '{}'", pl.col("_value_text"))
     )
@@ -270,25 +258,23 @@ def finish_samples(
     )
     reason = pl.coalesce([*extra_reasons, bad_value, no_gpu])
     read = parsed.height
-    good, quarantined = split_valid(
-        parsed, reason, source=SOURCE, source_file=source_file, keep_raw=keep_raw
-    )
-    field = pl.col("_field")
-    mapping = pl.DataFrame(
-        {
-            "_field": list(METRICS),
-            "_metric": [m for m, _ in METRICS.values()],
-            "_unit": [u for _, u in METRICS.values()],
-        }
-    )
-    blank = pl.col("_number") >= BLANK_THRESHOLD
-    rows = good.join(mapping, on="_field", how="left").with_columns(
-        pl.coalesce(pl.col("_metric"), field.str.to_lowercase()).alias("metric"),
-        pl.col("_unit").alias("unit"),
-        pl.when(blank | pl.col("_is_na") | pl.col("_number").is_nan())
-        .then(None)
-        .otherwise(pl.col("_number"))
-        .alias("value"),
+    if parsed.select(reason.is_null().all()).item():  # the usual case: nothing to split off
+        good, quarantined = parsed, empty(QUARANTINE)
+    else:
+        good, quarantined = split_valid(
+            parsed, reason, source=SOURCE, source_file=source_file, keep_raw=keep_raw
+        )
+    fields, field = _distinct_index(good.get_column("_field"))
+    metric = fields.replace_strict({f: m for f, (m, _) in METRICS.items()},
+                                   default=fields.str.to_lowercase())
+    unit = fields.replace_strict({f: u for f, (_, u) in METRICS.items()}, default=None,
+                                 return_dtype=pl.String)
+    n = pl.col("_number")
+    rows = good.with_columns(
+        metric.gather(field).alias("metric"),
+        unit.gather(field).alias("unit"),
+        # `[N/A]` and blanks are already null numbers; DCGM's sentinels and NaN become null.
+        pl.when((n >= BLANK_THRESHOLD) | n.is_nan()).then(None).otherwise(n).alias("value"),
         pl.col("gpu_index").cast(pl.Int32, strict=False),
         pl.lit(SOURCE).alias("source"),
         pl.lit(source_file).alias("source_file"),
@@ -299,6 +285,78 @@ def finish_samples(
         log.info("%s: %d sample(s) carried no value (DCGM blank / N/A), kept as null",
                  source_file, nulls)
     return ParseResult(rows=rows, quarantine=quarantined, rows_read=read, files=[source_file])
+
+
+def _parse_values(text: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Sample values as numbers, and whether each is a "no value" spelling (NA_STRINGS).
+
+    Nearly every value is a plain number: one cast reads those, and only the rest are
+    stripped and looked at again.
+    """
+    number = text.cast(pl.Float64, strict=False)
+    is_na = text.is_null()
+    missed = number.is_null() & ~is_na
+    if missed.any():
+        where = missed.arg_true()
+        stripped = text.gather(where).str.strip_chars()
+        number = number.scatter(where, stripped.cast(pl.Float64, strict=False))
+        is_na = is_na.scatter(where, stripped.is_in(NA_STRINGS))
+    return number, is_na
+
+
+def _read_text_csv(text: bytes) -> pl.DataFrame:
+    """A CSV file with every column as text; no columns if the file is empty."""
+    try:
+        return pl.read_csv(text, infer_schema=False, truncate_ragged_lines=False)
+    except pl.exceptions.NoDataError:
+        return pl.DataFrame()
+
+
+def _blank_labels_to_null(labels: pl.DataFrame) -> pl.DataFrame:
+    """Label columns stripped, empty -> null; worked out once per run of equal rows."""
+    present = [c for c in labels.columns if labels[c].null_count() < labels.height]
+    if not present:
+        return labels
+    run = labels.select(pl.struct(present).rle_id()).to_series()
+    heads = labels.select(present)[np.flatnonzero(np.diff(run.to_numpy(), prepend=-1))]
+    cleaned = heads.select(_blank_to_null(pl.col(c)).alias(c) for c in present)
+    if cleaned.equals(heads):
+        return labels
+    return labels.with_columns(cleaned.select(pl.all().gather(run)))
+
+
+def _parse_timestamps(text: pl.Series) -> pl.Series:
+    """parse_iso_utc for a column: one strptime pass reads the usual `...T10:00:15Z`, and
+    the other spellings are parsed once per distinct value."""
+    fast = text.str.to_datetime(
+        "%Y-%m-%dT%H:%M:%SZ", strict=False, time_unit="us", cache=False
+    ).dt.replace_time_zone("UTC")
+    missed = fast.is_null() & text.is_not_null()
+    if missed.any():
+        where = missed.arg_true()
+        fast = fast.scatter(where, _on_distinct(text.gather(where), parse_iso_utc))
+    return fast.alias(text.name)
+
+
+def _on_distinct(s: pl.Series, fn: Callable[[pl.Expr], pl.Expr]) -> pl.Series:
+    """fn applied to the text column `s`, computed once per distinct value (see
+    _distinct_index) and mapped back to the rows; fn must map null to null."""
+    values, index = _distinct_index(s)
+    mapped = pl.select(fn(pl.lit(values))).to_series()
+    if mapped.dtype == s.dtype and mapped.equals(values):
+        return s
+    return mapped.gather(index).alias(s.name)
+
+
+def _distinct_index(s: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Values of the text column `s` to work on once each, and each row's index into them:
+    its run of equal values where rows come in long runs (as a file's metric names do),
+    else its distinct value. A null row gets a null value."""
+    run = s.rle_id()
+    if s.len() and (run[-1] + 1) * 8 <= s.len():
+        return s.gather(np.flatnonzero(np.diff(run.to_numpy(), prepend=-1))), run
+    distinct = s.unique().drop_nulls()
+    return distinct, s.cast(pl.Enum(distinct)).to_physical()
 
 
 def _first_label(labels: pl.Expr, spellings: list[str]) -> pl.Expr:
@@ -348,6 +406,17 @@ def gunzip_if_compressed(data: bytes, source_file: str) -> bytes:
     data fails the file with SourceFormatError naming it."""
     if data[:2] != b"\x1f\x8b":
         return data
+    size = int.from_bytes(data[-4:], "little")  # the trailer's length, mod 2**32
+    if 0 < size <= _MAX_DEFLATE_RATIO * len(data) and data.find(b"\x1f\x8b\x08", 10) < 0:
+        # One member (no second gzip header): inflated into a buffer of the trailer's size,
+        # a third faster than gzip's growing buffers. zlib checks the CRC; gzip below
+        # reads anything else and names the damage.
+        try:
+            inflated = zlib.decompress(data, 31, size)
+            if len(inflated) == size:
+                return inflated
+        except zlib.error:
+            pass
     try:
         return gzip.decompress(data)
     except (OSError, EOFError) as e:
@@ -376,3 +445,282 @@ def parse_iso_utc_series(text: pl.Series) -> pl.Series:
         slow = pl.select(parse_iso_utc(pl.lit(text.gather(where)))).to_series()
         fast = fast.scatter(where, slow)
     return fast.alias(text.name)
+
+
+# --- Downsampling -------------------------------------------------------------------------
+#
+# Every sample gets two integer keys: its GPU (a number per distinct hostname, gpu_uuid,
+# mig_instance_id) and its period (microseconds since the epoch // period length). Sums and
+# counts per (GPU, period) cell are then bincounts, not hash group-bys over text keys. Each
+# batch leaves per-cell partials plus the rows that need the whole input (distinct scrape
+# timestamps, energy counter readings, power timestamps), combined at the end.
+
+
+_HOURLY = (_HOUR_US, "hour_start", GPU_HOURLY)
+_MINUTELY = (_MINUTE_US, "minute_start", GPU_MINUTELY)
+
+
+def _downsample(
+    samples: pl.DataFrame | pl.LazyFrame, *periods: tuple[int, str, dict[str, pl.DataType]],
+) -> list[pl.DataFrame]:
+    """One table per (period length in us, start column, schema), from one read."""
+    lf = samples.lazy().select("ts", *_GPU_KEY, *_GPU_LABELS, "metric", "value")
+    total = lf.select(pl.len()).collect().item()
+    acc = _Downsample([period_us for period_us, _, _ in periods])
+    for offset in range(0, total, BATCH_ROWS):
+        batch = lf.slice(offset, BATCH_ROWS).collect()
+        if batch.get_column("ts").null_count():
+            # gpu_samples always has a time; a row without one belongs to no period.
+            batch = batch.filter(pl.col("ts").is_not_null())
+        acc.add(batch)
+    if not acc.gpus.height:
+        return [empty(schema) for _, _, schema in periods]
+    return [conform(acc.finish(i, start), schema)
+            for i, (_, start, schema) in enumerate(periods)]
+
+
+class _Downsample:
+    """Per (GPU, period) aggregates of gpu_samples for some period lengths, fed batch by
+    batch. What does not depend on the period (GPU numbers, distinct scrapes, energy
+    readings, power timestamps) is worked out once."""
+
+    def __init__(self, periods_us: list[int]) -> None:
+        self.periods = [_Periods(period_us) for period_us in periods_us]
+        self.gpus = pl.DataFrame(schema={c: pl.String for c in _GPU_KEY})
+        self.scrapes: list[tuple[np.ndarray, np.ndarray]] = []  # distinct (gpu, ts)
+        self.energy: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (gpu, ts, mJ)
+        self.power: list[tuple[np.ndarray, np.ndarray]] = []  # (gpu, ts)
+
+    def add(self, df: pl.DataFrame) -> None:
+        if df.height == 0:
+            return
+        gpu, code = self._gpu_and_metric(df)
+        ts = df.get_column("ts").dt.epoch("us").to_numpy()
+        value = df.get_column("value")
+        known = value.is_not_null().to_numpy()
+        number = value.fill_null(0.0).to_numpy()
+        labels = df.select(_GPU_LABELS)
+        for periods in self.periods:
+            periods.add(gpu, ts, code, known, number, labels)
+        self.scrapes.append(_distinct_pairs(gpu, ts))
+        reading = known & (code == _ENERGY)
+        self.energy.append((gpu[reading], ts[reading], number[reading]))
+        self.power.append((gpu[code == _POWER], ts[code == _POWER]))
+
+    def _gpu_and_metric(self, df: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """GPU number and metric code of every row, looked up once per run of equal rows
+        (a file lists a GPU's samples of one metric together)."""
+        cols = [*_GPU_KEY, "metric"]
+        changes = [pl.col(c).ne_missing(pl.col(c).shift()) for c in cols
+                   if df.get_column(c).null_count() < df.height]
+        starts = (df.select(pl.any_horizontal(changes)).to_series().to_numpy() if changes
+                  else np.zeros(df.height, np.bool_))
+        starts[0] = True
+        run = np.cumsum(starts) - 1
+        heads = df.select(cols)[np.flatnonzero(starts)]
+        new = (heads.select(_GPU_KEY).unique(maintain_order=True)
+               .join(self.gpus, on=_GPU_KEY, how="anti", nulls_equal=True))
+        self.gpus = pl.concat([self.gpus, new])
+        gpu = heads.join(self.gpus.with_row_index("_gpu"), on=_GPU_KEY, how="left",
+                         nulls_equal=True, maintain_order="left").get_column("_gpu")
+        code = heads.get_column("metric").replace_strict(
+            [*_AVERAGED, "energy_mj"], list(range(_OTHER)), default=_OTHER, return_dtype=pl.Int64
+        ).fill_null(_OTHER)
+        return gpu.cast(pl.Int64).to_numpy()[run], code.to_numpy()[run]
+
+    def finish(self, i: int, start: str) -> pl.DataFrame:
+        """The table of the i-th period length, its start column named `start`."""
+        periods = self.periods[i]
+        cells, labels, sums, counts = periods.merge()
+        n = cells.size
+        gpu, ts = _distinct_pairs(*self._concat(self.scrapes))
+        self.scrapes = [(gpu, ts)]  # already distinct for the next period length
+        scrapes = np.bincount(cells.find(gpu, ts // periods.period_us), minlength=n)
+        energy_wh, readings = self._energy(cells, periods.period_us)
+        interval_us = self._power_interval(cells.gpu[(readings == 0) & (counts[_POWER] > 0)])
+        # Rows in (period, hostname, gpu_uuid, mig_instance_id) order, nulls last.
+        rank = np.empty(self.gpus.height, np.int64)
+        rank[self.gpus.with_row_index("_gpu").sort(_GPU_KEY, nulls_last=True)["_gpu"]] = (
+            np.arange(self.gpus.height))
+        order = np.argsort(_pack(cells.period, rank[cells.gpu]), kind="stable")
+        averages = ["gpu_util_pct_avg", "_gr_active_avg", "power_w_avg", "fb_used_mib_avg"]
+        out = pl.DataFrame({
+            start: pl.Series(cells.period[order] * periods.period_us)
+            .cast(pl.Datetime("us", "UTC")),
+            **self.gpus[cells.gpu[order]].to_dict(),
+            **labels[order].to_dict(),
+            "samples": scrapes[order],
+            **{name: (sums[j] / np.maximum(counts[j], 1))[order]
+               for j, name in enumerate(averages)},
+            **{f"_n{j}": counts[j][order] for j in range(4)},
+            "_energy_counter_wh": energy_wh[order],
+            "_readings": readings[order],
+            "_interval_us": pl.Series(interval_us[cells.gpu[order]]).fill_nan(None),
+        }).with_columns(
+            # An average of no values is null, not 0.
+            pl.when(pl.col(f"_n{j}") > 0).then(pl.col(name)).alias(name)
+            for j, name in enumerate(averages)
+        )
+        covered = pl.min_horizontal(  # hours of the period the power samples cover
+            pl.col(f"_n{_POWER}") * pl.col("_interval_us"), pl.lit(periods.period_us)
+        ) / _HOUR_US
+        return out.with_columns(
+            pl.coalesce(pl.col("_gr_active_avg"), pl.col("gpu_util_pct_avg") / 100)
+            .alias("busy_fraction"),
+            pl.when(pl.col("_readings") > 0).then(pl.col("_energy_counter_wh"))
+            .otherwise(pl.col("power_w_avg") * covered).alias("energy_wh"),
+            mig_gpu_fraction(pl.col("mig_profile")).alias("gpu_fraction"),
+        ).select(pl.exclude("^_.*$"))
+
+    @staticmethod
+    def _concat(parts: list) -> tuple[np.ndarray, ...]:
+        return tuple(map(np.concatenate, zip(*parts, strict=True)))
+
+    def _energy(self, cells: _Cells, period_us: int) -> tuple[np.ndarray, np.ndarray]:
+        """Wh from the energy counter's deltas per cell (by the later sample's period), and
+        the number of counter readings per cell."""
+        gpu, ts, mj = self._concat(self.energy)
+        key = _pack(gpu, ts)
+        if np.any(key[1:] < key[:-1]):  # files list a GPU's readings in time order
+            order = np.argsort(key, kind="stable")
+            gpu, ts, mj = gpu[order], ts[order], mj[order]
+        self.energy = [(gpu, ts, mj)]  # sorted for the next period length
+        cell = cells.find(gpu, ts // period_us)
+        delta = np.diff(mj, prepend=np.nan)
+        # A drop means the counter restarted from zero: the new value is what accrued.
+        delta = np.where(delta < 0, mj, delta)
+        same_gpu = np.zeros(gpu.size, np.bool_)
+        same_gpu[1:] = gpu[1:] == gpu[:-1]
+        wh = np.bincount(cell[same_gpu], delta[same_gpu], cells.size) / _MJ_PER_WH
+        return wh, np.bincount(cell, minlength=cells.size)
+
+    def _power_interval(self, gpus: np.ndarray) -> np.ndarray:
+        """Median interval (us) between a GPU's distinct power timestamps, by GPU number;
+        NaN where unknown. Computed only for `gpus`, the ones without an energy counter."""
+        interval = np.full(self.gpus.height, np.nan)
+        wanted = np.unique(gpus)
+        if wanted.size == 0:
+            return interval
+        gpu, ts = self._concat(self.power)
+        keep = np.isin(gpu, wanted)
+        gpu, ts = _distinct_pairs(gpu[keep], ts[keep])
+        same_gpu = gpu[1:] == gpu[:-1]
+        medians = (pl.DataFrame({"gpu": gpu[1:][same_gpu], "dt": np.diff(ts)[same_gpu]})
+                   .group_by("gpu").agg(pl.col("dt").median()))
+        interval[medians["gpu"].to_numpy()] = medians["dt"].to_numpy()
+        return interval
+
+
+class _Periods:
+    """Sums, counts and first labels per (GPU, period) cell of one period length."""
+
+    def __init__(self, period_us: int) -> None:
+        self.period_us = period_us
+        self.cells: list[tuple[np.ndarray, np.ndarray]] = []  # (gpu, period) per batch cell
+        self.sums: list[np.ndarray] = []  # _AVERAGED x batch cells: sum of non-null values
+        self.counts: list[np.ndarray] = []  # ... and their number
+        self.labels: list[pl.DataFrame] = []  # first non-null _GPU_LABELS per batch cell
+
+    def add(self, gpu: np.ndarray, ts: np.ndarray, code: np.ndarray, known: np.ndarray,
+            number: np.ndarray, labels: pl.DataFrame) -> None:
+        cells, cell = _Cells.of(gpu, ts // self.period_us)
+        averaged = known & (code < _ENERGY)
+        slot = code[averaged] * cells.size + cell[averaged]
+        self.sums.append(np.bincount(slot, number[averaged], 4 * cells.size).reshape(4, -1))
+        self.counts.append(np.bincount(slot, minlength=4 * cells.size).reshape(4, -1))
+        self.cells.append((cells.gpu, cells.period))
+        self.labels.append(_first_non_null(labels, cell, cells.size))
+
+    def merge(self) -> tuple[_Cells, pl.DataFrame, list[np.ndarray], list[np.ndarray]]:
+        """The batches' cells combined: cells, labels, sums and counts per _AVERAGED."""
+        cells, cell = _Cells.of(*map(np.concatenate, zip(*self.cells, strict=True)))
+        n = cells.size
+        sums = [np.bincount(cell, np.concatenate([s[j] for s in self.sums]), n)
+                for j in range(4)]
+        counts = [np.bincount(cell, np.concatenate([c[j] for c in self.counts]), n)
+                  for j in range(4)]
+        return cells, _first_non_null(pl.concat(self.labels), cell, n), sums, counts
+
+
+class _Cells:
+    """The distinct (gpu, period) pairs of some rows, sorted, and a lookup of any pair."""
+
+    def __init__(self, gpu: np.ndarray, period: np.ndarray, lut: np.ndarray | None,
+                 keys: np.ndarray, base: tuple[int, int, int]) -> None:
+        self.gpu, self.period, self.size = gpu, period, gpu.size
+        self._lut, self._keys, self._base = lut, keys, base
+
+    @classmethod
+    def of(cls, gpu: np.ndarray, period: np.ndarray) -> tuple[_Cells, np.ndarray]:
+        """The cells of these rows, and each row's cell number."""
+        key, base = _pack(gpu, period, base=True)
+        size = int(key.max()) + 1
+        if size <= max(4 * key.size, 1 << 20):  # dense enough for a lookup table
+            present = np.zeros(size, np.bool_)
+            present[key] = True
+            distinct = np.flatnonzero(present)
+            lut = np.cumsum(present, dtype=np.int64) - 1
+            cell = lut[key]
+        else:
+            distinct, cell = np.unique(key, return_inverse=True)
+            lut = None
+        g0, p0, span = base
+        return cls(distinct // span + g0, distinct % span + p0, lut, distinct, base), cell
+
+    def find(self, gpu: np.ndarray, period: np.ndarray) -> np.ndarray:
+        """Cell numbers of pairs that are among the cells."""
+        key = _pack_with(gpu, period, self._base)
+        return self._lut[key] if self._lut is not None else np.searchsorted(self._keys, key)
+
+
+def _pack(a: np.ndarray, b: np.ndarray, *, base: bool = False):
+    """One int64 per (a, b) pair that sorts like the pair; with base, also (a0, b0, span)
+    to unpack it: a = key // span + a0, b = key % span + b0."""
+    a0, b0 = (int(a.min()), int(b.min())) if a.size else (0, 0)
+    span = int(b.max()) - b0 + 1 if a.size else 1
+    if a.size and (int(a.max()) - a0 + 1) * span >= 2**62:
+        raise ValueError("samples span too long a time to downsample at once; pass one day "
+                         "of samples at a time")
+    key = _pack_with(a, b, (a0, b0, span))
+    return (key, (a0, b0, span)) if base else key
+
+
+def _pack_with(a: np.ndarray, b: np.ndarray, base: tuple[int, int, int]) -> np.ndarray:
+    a0, b0, span = base
+    key = a - a0  # one new array, the rest in place: these are batch-sized
+    key *= span
+    key += b
+    key -= b0
+    return key
+
+
+def _distinct_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (a, b) pairs, sorted by a then b."""
+    if a.size == 0:
+        return a, b
+    key, (a0, b0, span) = _pack(a, b, base=True)
+    key = np.sort(key, kind="stable")  # rows come as runs in time order: a cheap merge
+    keep = np.ones(key.size, np.bool_)
+    np.not_equal(key[1:], key[:-1], out=keep[1:])
+    key = key[keep]
+    return key // span + a0, key % span + b0
+
+
+def _first_non_null(labels: pl.DataFrame, cell: np.ndarray, n: int) -> pl.DataFrame:
+    """Per cell, each column's first non-null value in row order."""
+    rows = np.arange(cell.size)
+    first = np.full(n, cell.size)
+    np.minimum.at(first, cell, rows)
+    out = labels[first]
+    for name in labels.columns:
+        column = labels.get_column(name)
+        if out[name].null_count() == 0 or column.null_count() == column.len():
+            continue
+        # Some cell starts with a null here: look for its first non-null row instead.
+        known = column.is_not_null().to_numpy()
+        first_known = np.full(n, cell.size)
+        np.minimum.at(first_known, cell[known], rows[known])
+        found = first_known < cell.size
+        values = column.gather(np.where(found, first_known, 0))
+        out = out.with_columns(pl.when(pl.Series(found)).then(values).alias(name))
+    return out

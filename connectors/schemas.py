@@ -92,6 +92,13 @@ GPU_HOURLY: dict[str, pl.DataType] = {
     "fb_used_mib_avg": pl.Float64,
 }
 
+# Minute downsample of gpu_samples, one row per GPU (or MIG instance) and minute: the
+# columns of GPU_HOURLY, each over the minute (connectors.dcgm.downsample_minutely).
+GPU_MINUTELY: dict[str, pl.DataType] = {
+    "minute_start": TS,
+    **{name: dtype for name, dtype in GPU_HOURLY.items() if name != "hour_start"},
+}
+
 GATEWAY_REQUESTS: dict[str, pl.DataType] = {
     "request_id": pl.String,
     "source": pl.String,  # litellm, openai_usage, anthropic_usage, otel_genai, generic
@@ -177,6 +184,7 @@ LAKE_TABLES: dict[str, dict[str, pl.DataType]] = {
     "billing_line_items": BILLING_LINE_ITEMS,
     "gpu_samples": GPU_SAMPLES,
     "gpu_hourly": GPU_HOURLY,
+    "gpu_minutely": GPU_MINUTELY,
     "gateway_requests": GATEWAY_REQUESTS,
     "fleet_inventory": FLEET_INVENTORY,
     "vllm_hourly": VLLM_HOURLY,
