@@ -5,7 +5,6 @@ warehouse. Every partition written also gets a manifest row (files read, rows re
 written, quarantined) and its quarantine partition, so nothing is dropped silently.
 """
 
-
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -17,8 +16,8 @@ import polars as pl
 from assets.partitions import DAILY, days_in_window
 from assets.resources import StorageResource
 from connectors import dcgm, lake, sources, vllm
-from connectors.schemas import LAKE_TABLES
-from connectors.sources import DayBatch
+from connectors.schemas import LAKE_TABLES, QUARANTINE
+from connectors.sources import DayBatch, SourceStream
 
 INGESTION_GROUP = "ingestion"
 RANGE_POLICY = dg.BackfillPolicy.single_run()
@@ -35,7 +34,11 @@ def _columns(table: str) -> dict[str, dg.TableSchema]:
 
 
 def _write_day(
-    storage: StorageResource, table: str, day: date, batch: DayBatch, table_rows: pl.DataFrame | None = None
+    storage: StorageResource,
+    table: str,
+    day: date,
+    batch: DayBatch,
+    table_rows: pl.DataFrame | None = None,
 ) -> dict:
     """Replace the day's partition, quarantine and manifest; `table_rows` when the table holds
     a summary of the rows read (vLLM counters become hourly increases)."""
@@ -46,6 +49,26 @@ def _write_day(
         "rows_written": batch.rows.height,
         "rows_quarantined": batch.quarantine.height,
     }
+    _write_manifest(storage, table, day, batch.objects, stats)
+    return stats
+
+
+def _write_manifest(
+    storage: StorageResource,
+    table: str,
+    day: date,
+    objects: list,
+    stats: dict,
+    ranges: dict | None = None,
+) -> None:
+    """The partition's manifest row. `ranges`: key -> (first, last) row time of each file read
+    whole, so later runs can skip neighbouring files that hold none of their days' rows."""
+    files = []
+    for o in objects:
+        entry = {"key": o.key, "size": o.size, "etag": o.etag}
+        if ranges and o.key in ranges:
+            entry["first_row"], entry["last_row"] = (t.isoformat() for t in ranges[o.key])
+        files.append(entry)
     lake.write_manifest(
         storage.lake,
         table,
@@ -54,11 +77,95 @@ def _write_day(
             "table_name": table,
             "partition_date": day,
             "written_at": datetime.now(UTC),
-            "source_files": json.dumps(batch.source_files()),
+            "source_files": json.dumps(files),
             **stats,
         },
     )
-    return stats
+
+
+def _stream_days(
+    storage: StorageResource, table: str, days: list[date], stream: SourceStream
+) -> tuple[Counter, Counter]:
+    """Write a streamed source's window: each part's rows into the partition of their own
+    day, quarantine into its file's home day; every day swapped in once all parts are
+    written, with its manifest. Rows of days outside the window (read from neighbouring
+    files) belong to those days' runs and are not written here."""
+    rows = {d: lake.PartitionWriter(storage.lake, table, d) for d in days}
+    quarantine = {
+        d: lake.PartitionWriter(storage.lake, f"_quarantine/{table}", d, QUARANTINE) for d in days
+    }
+    home = stream.home()
+    reasons: Counter = Counter()
+    ranges: dict = {}
+    try:
+        for part in stream.parts:
+            ts = pl.col(stream.ts_column)
+            for key, first, last in (
+                part.rows.group_by("source_file")
+                .agg(ts.min().alias("first"), ts.max().alias("last"))
+                .iter_rows()
+            ):
+                if key in ranges:
+                    first, last = min(first, ranges[key][0]), max(last, ranges[key][1])
+                ranges[key] = (first, last)
+            dated = part.rows.with_columns(ts.dt.date().alias("_day"))
+            for (day,), frame in dated.partition_by("_day", as_dict=True).items():
+                if day in rows:
+                    rows[day].write(frame.drop("_day"))
+            if part.quarantine.height:
+                q_home = part.quarantine.with_columns(
+                    pl.col("source_file")
+                    .replace_strict(home, default=None, return_dtype=pl.Date)
+                    .alias("_day")
+                )
+                homeless = q_home.filter(pl.col("_day").is_null())
+                if homeless.height:  # every source read is in `home`: never drop its rows
+                    raise RuntimeError(
+                        f"{table}: {homeless.height} quarantined rows from "
+                        f"{homeless['source_file'].unique().to_list()[:3]} have no home day"
+                    )
+                for (day,), frame in q_home.partition_by("_day", as_dict=True).items():
+                    if day in quarantine:
+                        quarantine[day].write(frame.drop("_day"))
+                        reasons.update(frame.get_column("reason").to_list())
+        totals: Counter = Counter()
+        for day in days:
+            rows[day].commit()
+            quarantine[day].commit()
+            stats = {
+                "rows_read": rows[day].rows + quarantine[day].rows,
+                "rows_written": rows[day].rows,
+                "rows_quarantined": quarantine[day].rows,
+            }
+            _write_manifest(storage, table, day, stream.objects_for(day), stats, ranges)
+            totals.update(stats)
+        return totals, reasons
+    finally:
+        for writer in (*rows.values(), *quarantine.values()):
+            writer.abort()
+
+
+def _result(
+    context: dg.AssetExecutionContext,
+    table: str,
+    totals: Counter,
+    reasons: Counter,
+    files: int,
+    asset_key: str | None = None,
+) -> dg.MaterializeResult:
+    if totals["rows_quarantined"]:
+        context.log.warning(
+            f"{table}: {totals['rows_quarantined']} rows quarantined; top reasons: "
+            + "; ".join(f"{r} ({n})" for r, n in reasons.most_common(3))
+        )
+    return dg.MaterializeResult(
+        asset_key=asset_key,
+        metadata={
+            **{k: dg.MetadataValue.int(v) for k, v in totals.items()},
+            "source_files": dg.MetadataValue.int(files),
+            "quarantine_reasons": dg.MetadataValue.json(dict(reasons.most_common(10))),
+        },
+    )
 
 
 def _ingest(
@@ -76,18 +183,7 @@ def _ingest(
         totals.update(_write_day(storage, table, day, batch))
         reasons.update(batch.quarantine.get_column("reason").to_list())
         files += len(batch.objects)
-    if totals["rows_quarantined"]:
-        context.log.warning(
-            f"{table}: {totals['rows_quarantined']} rows quarantined; top reasons: "
-            + "; ".join(f"{r} ({n})" for r, n in reasons.most_common(3))
-        )
-    return dg.MaterializeResult(
-        metadata={
-            **{k: dg.MetadataValue.int(v) for k, v in totals.items()},
-            "source_files": dg.MetadataValue.int(files),
-            "quarantine_reasons": dg.MetadataValue.json(dict(reasons.most_common(10))),
-        }
-    )
+    return _result(context, table, totals, reasons, files)
 
 
 @dg.asset(
@@ -106,7 +202,10 @@ def billing_line_items(
 ) -> dg.MaterializeResult:
     store = storage.store()
     return _ingest(
-        context, storage, "billing_line_items", lambda d: sources.billing_day(store, d, lake=storage.lake)
+        context,
+        storage,
+        "billing_line_items",
+        lambda d: sources.billing_day(store, d, lake=storage.lake),
     )
 
 
@@ -142,14 +241,16 @@ def gateway_requests(
     store = storage.store()
     fleet = sources.inventory_snapshot(store).rows
     deployments = frozenset(fleet.get_column("deployment").drop_nulls().to_list())
-    return _ingest(
-        context,
-        storage,
-        "gateway_requests",
-        lambda d: sources.gateway_day(
-            store, d, self_hosted_deployments=deployments, customer_salt=storage.customer_salt
-        ),
+    days = days_in_window(context.partition_time_window.start, context.partition_time_window.end)
+    stream = sources.gateway_window(
+        store,
+        days,
+        self_hosted_deployments=deployments,
+        customer_salt=storage.customer_salt,
+        lake=storage.lake,
     )
+    totals, reasons = _stream_days(storage, "gateway_requests", days, stream)
+    return _result(context, "gateway_requests", totals, reasons, len(stream.objects))
 
 
 @dg.multi_asset(
@@ -171,25 +272,38 @@ def gateway_requests(
             description="GPU telemetry per GPU (or MIG instance) and hour: utilization, busy "
             "fraction, power and energy, the input to allocation and energy per token.",
         ),
+        dg.AssetSpec(
+            "gpu_minutely",
+            deps=["gpu_samples"],
+            kinds={"polars", "parquet"},
+            metadata=_columns("gpu_minutely"),
+            description="GPU telemetry per GPU (or MIG instance) and minute: the same measures as "
+            "gpu_hourly at minute grain, for spikes an hourly average hides.",
+        ),
     ],
 )
 def gpu_telemetry(context: dg.AssetExecutionContext, storage: StorageResource):
     store = storage.store()
-    window = context.partition_time_window
-    totals: Counter = Counter()
-    hourly_rows = 0
-    for day in days_in_window(window.start, window.end):
-        batch = sources.telemetry_day(store, day)
-        totals.update(_write_day(storage, "gpu_samples", day, batch))
-        hourly = dcgm.downsample_hourly(batch.rows)
+    days = days_in_window(context.partition_time_window.start, context.partition_time_window.end)
+    stream = sources.telemetry_window(store, days, lake=storage.lake)
+    totals, reasons = _stream_days(storage, "gpu_samples", days, stream)
+    hourly_rows = minutely_rows = 0
+    for day in days:
+        # Aggregated from the day's written parts: a GPU's hour may span several files.
+        samples = pl.scan_parquet(lake.partition_files(storage.lake, "gpu_samples", day))
+        hourly, minutely = dcgm.downsample_hourly_and_minutely(samples)
         lake.write_table(storage.lake, "gpu_hourly", day, hourly)
         hourly_rows += hourly.height
-    yield dg.MaterializeResult(
-        asset_key="gpu_samples",
-        metadata={k: dg.MetadataValue.int(v) for k, v in totals.items()},
+        lake.write_table(storage.lake, "gpu_minutely", day, minutely)
+        minutely_rows += minutely.height
+    yield _result(
+        context, "gpu_samples", totals, reasons, len(stream.objects), asset_key="gpu_samples"
     )
     yield dg.MaterializeResult(
         asset_key="gpu_hourly", metadata={"rows_written": dg.MetadataValue.int(hourly_rows)}
+    )
+    yield dg.MaterializeResult(
+        asset_key="gpu_minutely", metadata={"rows_written": dg.MetadataValue.int(minutely_rows)}
     )
 
 
@@ -202,7 +316,9 @@ def gpu_telemetry(context: dg.AssetExecutionContext, storage: StorageResource):
     description="vLLM's own counters per deployment and hour (prompt and generation tokens, "
     "prefill and decode seconds): the allocation weights where vLLM metrics are collected.",
 )
-def vllm_hourly(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+def vllm_hourly(
+    context: dg.AssetExecutionContext, storage: StorageResource
+) -> dg.MaterializeResult:
     store = storage.store()
     window = context.partition_time_window
     totals: Counter = Counter()
@@ -210,11 +326,18 @@ def vllm_hourly(context: dg.AssetExecutionContext, storage: StorageResource) -> 
         batch = sources.vllm_day(store, day)
         hourly = vllm.vllm_hourly(batch.rows).filter(pl.col("hour_start").dt.date() == day)
         # Samples of the day before are read only as the first hour's baseline.
-        own = DayBatch(batch.rows.filter(pl.col("ts").dt.date() == day), batch.quarantine, batch.objects)
+        own = DayBatch(
+            batch.rows.filter(pl.col("ts").dt.date() == day), batch.quarantine, batch.objects
+        )
         totals.update(_write_day(storage, "vllm_hourly", day, own, table_rows=hourly))
         totals["hourly_rows"] += hourly.height
     return dg.MaterializeResult(metadata={k: dg.MetadataValue.int(v) for k, v in totals.items()})
 
 
-INGESTION_ASSETS = [billing_line_items, fleet_inventory, gateway_requests, gpu_telemetry, vllm_hourly]
-
+INGESTION_ASSETS = [
+    billing_line_items,
+    fleet_inventory,
+    gateway_requests,
+    gpu_telemetry,
+    vllm_hourly,
+]

@@ -1,11 +1,13 @@
 """The Parquet lake: hive-partitioned by day, each partition replaced atomically.
 
-lake/<table>/date=YYYY-MM-DD/part-0.parquet
+lake/<table>/date=YYYY-MM-DD/part-0.parquet         (or part-00000 ... when streamed)
 lake/_quarantine/<table>/date=YYYY-MM-DD/part-0.parquet
 lake/_manifests/<table>/date=YYYY-MM-DD/part-0.parquet
 
 A partition is written to a temporary folder beside it and swapped in with renames, so a
-reader sees either the old partition or the new one, and a rerun replaces it whole.
+reader sees either the old partition or the new one, and a rerun replaces it whole. A day
+too large to hold in memory is written part by part (PartitionWriter) into that folder
+and swapped in the same way once every part is there. Readers take `*.parquet`.
 """
 
 from __future__ import annotations
@@ -57,6 +59,50 @@ def replace_partition(lake_root: Path | str, table: str, day: date, df: pl.DataF
     return final
 
 
+class PartitionWriter:
+    """One partition written as parts, each conformed to the table, swapped in on commit.
+
+    Nothing is visible to readers until `commit()`; a writer that is never committed (an
+    error mid-day) leaves the previous partition in place and its staging folder removed.
+    """
+
+    def __init__(self, lake_root: Path | str, table: str, day: date,
+                 schema: dict[str, pl.DataType] | None = None) -> None:
+        self.final = partition_dir(lake_root, table, day)
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.schema = schema if schema is not None else LAKE_TABLES[table]
+        self.tmp = self.final.parent / f".tmp-{self.final.name}-{uuid.uuid4().hex}"
+        self.tmp.mkdir()
+        self.parts = 0
+        self.rows = 0
+
+    def write(self, df: pl.DataFrame) -> None:
+        if df.height == 0:
+            return
+        conform(df, self.schema).write_parquet(
+            self.tmp / f"part-{self.parts:05d}.parquet", compression="zstd", statistics=True)
+        self.parts += 1
+        self.rows += df.height
+
+    def commit(self) -> Path:
+        if self.parts == 0:  # "no rows that day" is recorded, as replace_partition does
+            pl.DataFrame(schema=self.schema).write_parquet(self.tmp / "part-0.parquet")
+        old = self.final.parent / f".old-{self.final.name}-{uuid.uuid4().hex}"
+        if self.final.exists():
+            os.rename(self.final, old)
+        os.rename(self.tmp, self.final)
+        shutil.rmtree(old, ignore_errors=True)
+        return self.final
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def partition_files(lake_root: Path | str, table: str, day: date) -> list[Path]:
+    """The Parquet files of one partition (one, or the parts of a streamed day)."""
+    return sorted(partition_dir(lake_root, table, day).glob("*.parquet"))
+
+
 def write_table(lake_root: Path | str, table: str, day: date, df: pl.DataFrame) -> Path:
     """Conform to the table's schema and replace its partition for `day`."""
     return replace_partition(lake_root, table, day, conform(df, LAKE_TABLES[table]))
@@ -73,12 +119,14 @@ def write_manifest(lake_root: Path | str, table: str, day: date, row: dict) -> P
 
 
 def read_partition(lake_root: Path | str, table: str, day: date) -> pl.DataFrame:
-    path = partition_dir(lake_root, table, day) / "part-0.parquet"
-    return pl.read_parquet(path)
+    files = partition_files(lake_root, table, day)
+    if not files:
+        raise FileNotFoundError(f"{partition_dir(lake_root, table, day)}: no partition written")
+    return pl.read_parquet(files)
 
 
 def ensure_table(lake_root: Path | str, table: str) -> None:
     """Make sure a table has at least one (empty) partition, so readers of the glob work."""
     root = Path(lake_root) / table
-    if not any(root.glob("date=*/part-0.parquet")):
+    if not any(root.glob("date=*/*.parquet")):
         replace_partition(lake_root, table, date(1970, 1, 1), pl.DataFrame(schema=LAKE_TABLES[table]))

@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,82 @@ class DayBatch:
 
     def source_files(self) -> list[dict]:
         return [{"key": o.key, "size": o.size, "etag": o.etag} for o in self.objects]
+
+
+@dataclass
+class SourceStream:
+    """A source over a window of days, streamed: parts of rows (of any day, each row dated
+    by its own timestamp column) in bounded memory, and every object read.
+
+    The files of the window's days and of their neighbours are each read once, so a run
+    over several days parses a file once, not once per day it might hold rows of. A
+    quarantined row belongs to its file's home day (`home`).
+    """
+
+    parts: Iterator[ParseResult]
+    objects: list[LandingObject]
+    ts_column: str
+    # Home days of sources that are not landing files (a database or an API, pulled per day).
+    pulled: dict[str, date] = field(default_factory=dict)
+
+    def home(self) -> dict[str, date]:
+        return {**{o.key: _home_day(o) for o in self.objects}, **self.pulled}
+
+    def objects_for(self, day: date) -> list[LandingObject]:
+        return objects_near_day(self.objects, day)
+
+    def collect_day(self, day: date, schema: dict[str, pl.DataType]) -> DayBatch:
+        """The whole stream, kept to `day`: for small days and tests."""
+        result = ParseResult.concat(self.parts, schema)
+        return DayBatch(
+            rows=_on_day(result.rows, self.ts_column, day),
+            quarantine=_quarantine_for_day(result, self.home(), day),
+            objects=self.objects_for(day),
+        )
+
+
+def _objects_near_days(objects: list[LandingObject], days: list[date], *,
+                       lake: str | Path | None = None, table: str | None = None
+                       ) -> list[LandingObject]:
+    """Objects that may hold rows of `days`: those dated within a day of one of them, less
+    the neighbours an earlier run already read whole and found no row of `days` in (the
+    manifests of `table` in `lake` keep each file's first and last row time). So a daily
+    run reads yesterday's and tomorrow's files only when rows spill across midnight."""
+    keys = {o.key for d in days for o in objects_near_day(objects, d)}
+    near = [o for o in objects if o.key in keys]
+    if lake is None or table is None:
+        return near
+    seen = _known_time_ranges(lake, table, min(days) - timedelta(days=2),
+                              max(days) + timedelta(days=2))
+    wanted = set(days)
+    kept = []
+    for o in near:
+        home = path_date(o.key)
+        span = seen.get((o.key, o.size, o.etag))
+        if home is not None and home not in wanted and span is not None:
+            first, last = span
+            if not any(first <= d <= last for d in wanted):
+                continue  # read before: all its rows are on other days
+        kept.append(o)
+    return kept
+
+
+def _known_time_ranges(lake: str | Path, table: str, first: date, last: date
+                       ) -> dict[tuple[str, int, str], tuple[date, date]]:
+    """(key, size, etag) -> dates of the first and last row, from the manifests of
+    first..last: a file changed since (new size or etag) is not in it."""
+    out: dict[tuple[str, int, str], tuple[date, date]] = {}
+    day = first
+    while day <= last:
+        path = lake_io.partition_dir(lake, f"_manifests/{table}", day) / "part-0.parquet"
+        if path.exists():
+            for entry in json.loads(pl.read_parquet(path).item(0, "source_files")):
+                if entry.get("first_row") and entry.get("last_row"):
+                    out[(entry["key"], entry["size"], entry["etag"])] = (
+                        date.fromisoformat(entry["first_row"][:10]),
+                        date.fromisoformat(entry["last_row"][:10]))
+        day += timedelta(days=1)
+    return out
 
 
 def _home_day(obj: LandingObject) -> date:
@@ -292,40 +370,86 @@ def gateway_day(
     self_hosted_deployments: frozenset[str] = frozenset(),
     customer_salt: str | None = None,
 ) -> DayBatch:
-    """Gateway requests that started on `day`, from every format under gateway_logs/.
+    """Gateway requests that started on `day` (gateway_window for one day, collected)."""
+    return gateway_window(store, [day], self_hosted_deployments=self_hosted_deployments,
+                          customer_salt=customer_salt).collect_day(day, GATEWAY_REQUESTS)
 
-    `gateway_logs/<format>/**`: litellm (JSONL), openai_usage and anthropic_usage (API
-    response pages, .json or .jsonl), otel_genai (OTLP JSON), generic (JSONL read through
-    the nearest `mapping.json` above the file). Files of the day and its neighbours are
-    read; each format counts a request id once across its files.
+
+def gateway_window(
+    store: LandingStore,
+    days: list[date],
+    *,
+    self_hosted_deployments: frozenset[str] = frozenset(),
+    customer_salt: str | None = None,
+    lake: str | Path | None = None,
+    litellm_dsn: str | None = None,
+) -> SourceStream:
+    """Gateway requests from every format under gateway_logs/, streamed over `days`.
+
+    `gateway_logs/<format>/**`: litellm (JSONL, streamed batch by batch), openai_usage and
+    anthropic_usage (API response pages, .json or .jsonl), otel_genai (OTLP JSON), generic
+    (JSONL read through the nearest `mapping.json` above the file). Files of the days and
+    their neighbours are read (with `lake`, less neighbours known to hold none of their
+    rows); each format counts a request id once across its files.
+
+    With `litellm_dsn` (default: INFERLEDGER_LITELLM_DSN, environment only: it holds a
+    password), each day's rows of the proxy's `LiteLLM_SpendLogs` table are pulled too, a
+    request id present in both the table and an exported file counted once.
     """
     options = {"self_hosted_deployments": self_hosted_deployments,
                "customer_salt": customer_salt}
+    dsn = litellm_dsn if litellm_dsn is not None else os.environ.get(LITELLM_DSN_ENV, "")
     unknown = sorted({o.key.split("/")[1] for o in store.list("gateway_logs")
                       if o.key.count("/") >= 2} - set(_GATEWAY_READERS))
     if unknown:
         raise SourceFormatError(
             f"gateway_logs/: unknown format folder(s) {unknown}; use one of "
             f"{sorted(_GATEWAY_READERS)} (generic with a mapping.json for other gateways)")
-    parts: list[ParseResult] = []
-    objects: list[LandingObject] = []
-    for fmt, read in _GATEWAY_READERS.items():
-        found = objects_near_day(
-            matching(store.list(f"gateway_logs/{fmt}"), *_GATEWAY_PATTERNS[fmt]), day)
+    found: dict[str, list[LandingObject]] = {}
+    for fmt in _GATEWAY_READERS:
+        objects = _objects_near_days(
+            matching(store.list(f"gateway_logs/{fmt}"), *_GATEWAY_PATTERNS[fmt]), days,
+            lake=lake, table="gateway_requests")
         if fmt == "generic":
-            found = [o for o in found if not o.key.endswith("/mapping.json")]
-        if found:
-            parts.append(read(store, [o.key for o in found], **options))
-            objects += found
-    if not parts:
-        return DayBatch(empty(GATEWAY_REQUESTS), empty(QUARANTINE), [])
-    result = ParseResult.concat(parts, GATEWAY_REQUESTS)
-    home = {o.key: _home_day(o) for o in objects}
-    return DayBatch(
-        rows=_on_day(result.rows, "ts_start", day),
-        quarantine=_quarantine_for_day(result, home, day),
-        objects=objects,
-    )
+            objects = [o for o in objects if not o.key.endswith("/mapping.json")]
+        if objects:
+            found[fmt] = objects
+
+    pulled: dict[str, date] = {}
+    if dsn:
+        from connectors import litellm_postgres
+
+        windows = [(_day_start(d), _day_start(d + timedelta(days=1))) for d in days]
+        pulled = {litellm_postgres.source_name(dsn, lo, hi): d for d, (lo, hi) in zip(days, windows)}
+
+    def parts() -> Iterator[ParseResult]:
+        spend_logs = litellm.SpendLogReader(self_hosted_deployments, customer_salt)
+        for fmt, objects in found.items():
+            keys = [o.key for o in objects]
+            if fmt == "litellm":
+                yield from litellm.iter_litellm(store, keys, reader=spend_logs, **options)
+            else:
+                yield _GATEWAY_READERS[fmt](store, keys, **options)
+        if dsn:
+            for lo, hi in windows:
+                yield from litellm_postgres.iter_spend_logs(dsn, lo, hi, reader=spend_logs)
+
+    objects = [o for objs in found.values() for o in objs]
+    return SourceStream(parts(), objects + [_pulled_object(k, d) for k, d in pulled.items()],
+                        "ts_start", pulled)
+
+
+LITELLM_DSN_ENV = "INFERLEDGER_LITELLM_DSN"
+PROMETHEUS_URL_ENV = "INFERLEDGER_PROMETHEUS_URL"
+
+
+def _day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _pulled_object(key: str, day: date) -> LandingObject:
+    """A pulled source in the manifest: where the day's rows came from (no credentials)."""
+    return LandingObject(key=key, size=0, etag="", last_modified=_day_start(day))
 
 
 def _read_generic(store: LandingStore, keys: list[str], **options: object) -> ParseResult:
@@ -377,36 +501,64 @@ VLLM_PREFIX = "gpu_telemetry/vllm/"
 
 
 def telemetry_day(store: LandingStore, day: date) -> DayBatch:
-    """GPU samples taken on `day`: DCGM long CSV, Prometheus text and query_range JSON,
-    nvidia-smi CSV (recognized by its header; local times in the zone of the nearest
-    `nvidia_smi.json` {"timezone": ...} above the file, else UTC). Files under
-    gpu_telemetry/vllm/ are vLLM's metrics, read by vllm_day."""
-    objects = [o for o in objects_near_day(
-        matching(store.list("gpu_telemetry"), *_TELEMETRY_PATTERNS), day)
+    """GPU samples taken on `day` (telemetry_window for one day, collected)."""
+    return telemetry_window(store, [day]).collect_day(day, GPU_SAMPLES)
+
+
+def telemetry_window(store: LandingStore, days: list[date], *,
+                     lake: str | Path | None = None,
+                     prometheus_url: str | None = None) -> SourceStream:
+    """GPU samples over `days`, one part per file: DCGM long CSV, Prometheus text and
+    query_range JSON, nvidia-smi CSV (recognized by its header; local times in the zone of
+    the nearest `nvidia_smi.json` {"timezone": ...} above the file, else UTC). Files under
+    gpu_telemetry/vllm/ are vLLM's metrics, read by vllm_day. With `lake`, neighbours known
+    to hold no row of `days` are skipped.
+
+    With `prometheus_url` (default: INFERLEDGER_PROMETHEUS_URL), each day's DCGM series are
+    also pulled from that Prometheus's query_range API, in hour windows, one part a day."""
+    url = (prometheus_url if prometheus_url is not None
+           else os.environ.get(PROMETHEUS_URL_ENV, "")).rstrip("/")
+    pulled = {f"{url}/api/v1/query_range#date={d.isoformat()}": d for d in days} if url else {}
+    objects = [o for o in _objects_near_days(
+        matching(store.list("gpu_telemetry"), *_TELEMETRY_PATTERNS), days,
+        lake=lake, table="gpu_samples")
         if not o.key.startswith(VLLM_PREFIX) and not o.key.endswith("/nvidia_smi.json")]
-    if not objects:
-        return DayBatch(empty(GPU_SAMPLES), empty(QUARANTINE), [])
-    parts = []
-    for o in objects:
-        name = o.key.removesuffix(".gz")
-        if name.endswith(".json"):
-            parts.append(prometheus_api.parse_query_range(_read(store, o.key), source_file=o.key))
-            continue
-        data = dcgm.gunzip_if_compressed(_read(store, o.key), o.key)
-        if name.endswith(".csv") and nvidia_smi.looks_like_nvidia_smi(data[:4096]):
-            settings = _nearest(store, o.key, "nvidia_smi.json")
-            tz = (json.loads(store.read_bytes(settings)).get("timezone", "UTC") if settings
-                  else "UTC")
-            parts.append(nvidia_smi.read_nvidia_smi_csv(data, source_file=o.key, timezone=tz))
-        else:
-            parts.append(dcgm.read_gpu_telemetry_bytes(data, o.key))
-    result = ParseResult.concat(parts, GPU_SAMPLES)
-    home = {o.key: _home_day(o) for o in objects}
-    return DayBatch(
-        rows=_on_day(result.rows, "ts", day),
-        quarantine=_quarantine_for_day(result, home, day),
-        objects=objects,
-    )
+
+    def parts() -> Iterator[ParseResult]:
+        # The next file is inflated and parsed in a thread while this one is written: the
+        # readers spend their time in zlib and polars, which release the GIL.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="telemetry-read") as pool:
+            pending = deque(pool.submit(_read_telemetry_file, store, o.key) for o in objects[:2])
+            for o in objects[2:]:
+                done = pending.popleft().result()
+                pending.append(pool.submit(_read_telemetry_file, store, o.key))
+                yield done
+            while pending:
+                yield pending.popleft().result()
+        for key, day in pulled.items():
+            result = prometheus_api.read_dcgm_range(url, _day_start(day),
+                                                    _day_start(day + timedelta(days=1)))
+            # One source per day: its quarantine belongs to that day.
+            yield ParseResult(
+                rows=result.rows.with_columns(pl.lit(key).alias("source_file")),
+                quarantine=result.quarantine.with_columns(pl.lit(key).alias("source_file")),
+                rows_read=result.rows_read, files=[key])
+
+    return SourceStream(parts(), objects + [_pulled_object(k, d) for k, d in pulled.items()],
+                        "ts", pulled)
+
+
+def _read_telemetry_file(store: LandingStore, key: str) -> ParseResult:
+    name = key.removesuffix(".gz")
+    if name.endswith(".json"):
+        return prometheus_api.parse_query_range(_read(store, key), source_file=key)
+    data = dcgm.gunzip_if_compressed(_read(store, key), key)
+    if name.endswith(".csv") and nvidia_smi.looks_like_nvidia_smi(data[:4096]):
+        settings = _nearest(store, key, "nvidia_smi.json")
+        tz = (json.loads(store.read_bytes(settings)).get("timezone", "UTC") if settings
+              else "UTC")
+        return nvidia_smi.read_nvidia_smi_csv(data, source_file=key, timezone=tz)
+    return dcgm.read_gpu_telemetry_bytes(data, key)
 
 
 def vllm_day(store: LandingStore, day: date) -> DayBatch:
