@@ -127,6 +127,7 @@ def iter_litellm(
     self_hosted_deployments: frozenset[str] = frozenset(),
     customer_salt: str | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    reader: SpendLogReader | None = None,
 ) -> Iterator[ParseResult]:
     """The same as read_litellm, a batch at a time: for days too large to hold at once.
 
@@ -135,9 +136,11 @@ def iter_litellm(
     by DuckDB's JSON reader (inflate and parse in C++, batch by batch, ahead of this
     thread); a file it refuses (a malformed line) continues, from the first line it did not deliver, through
     the line-by-line reader that quarantines the bad lines. Objects without a local path
-    (S3) are read in chunks of `chunk_bytes` of text.
+    (S3) are read in chunks of `chunk_bytes` of text. Pass `reader` to share the ids seen
+    with another source of the same spend logs (the proxy's database).
     """
-    reader = SpendLogReader(self_hosted_deployments, customer_salt, chunk_bytes=chunk_bytes)
+    reader = reader or SpendLogReader(self_hosted_deployments, customer_salt,
+                                      chunk_bytes=chunk_bytes)
     for key, path, batches in _prefetched(_parsed_files(store, keys)):
         delivered = 0
         if path is not None:
