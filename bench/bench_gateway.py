@@ -9,12 +9,14 @@ with usage details, request tags, hashed key, empty bodies); 0.1 % of each file 
 request ids of the file before it, as overlapping exports do. Then, each in its own child
 process so that its peak RSS (resource.getrusage RUSAGE_CHILDREN) is its own:
 
-- **connector**: `litellm.iter_litellm` over the day (polars streams each file in
-  batches, bounded memory), every batch's rows and quarantine written as Parquet parts of
+- **connector**: `litellm.iter_litellm` over the day (DuckDB's JSON reader streams each
+  file in batches, a batch ahead of polars' validation; bounded memory), every batch's rows and quarantine written as Parquet parts of
   the day's lake partition, swapped into place at the end; checks rows_read == written + quarantined, the duplicates, and
   the token total against what was generated;
 - **bare read**: `polars.read_ndjson` of each file in turn (schema inferred, all fields),
-  nothing else: the lower bound for "parse this JSON".
+  nothing else: the reference the issue names;
+- **DuckDB parse alone**: the connector's own reader (`litellm._stream`), every batch
+  handed to polars and dropped: the floor under the connector (inflate + JSON parse).
 
 Prints a markdown table with wall and CPU seconds of each child (CPU time is what to
 compare on a machine other jobs share). Targets: >= 500,000 rows/s, <= 2x the bare read,
@@ -205,6 +207,17 @@ def run_bare(workdir: Path) -> dict:
     return {"seconds": time.perf_counter() - started, "rows_read": rows}
 
 
+def run_duckdb_floor(workdir: Path) -> dict:
+    """The connector's own parse, nothing else: DuckDB's JSON reader over each file with the
+    connector's projection, every batch handed to polars. The floor under the connector."""
+    from connectors.litellm import _stream
+
+    files = sorted((workdir / "landing").rglob("*.jsonl.gz"))
+    started = time.perf_counter()
+    rows = sum(batch.height for f in files for batch in _stream(f))
+    return {"seconds": time.perf_counter() - started, "rows_read": rows}
+
+
 def measure(kind: str, workdir: Path) -> dict:
     """Run one measurement in a child and add the child's peak RSS."""
     out = subprocess.run([sys.executable, __file__, "--run", kind, "--workdir", str(workdir)],
@@ -222,12 +235,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10)
     parser.add_argument("--workers", type=int, default=min(10, os.cpu_count() or 1))
     parser.add_argument("--workdir", type=Path)
-    parser.add_argument("--run", choices=["connector", "bare"], help=argparse.SUPPRESS)
-    parser.add_argument("--measure", choices=["connector", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--run", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
-        print(json.dumps(run_connector(args.workdir) if args.run == "connector"
-                         else run_bare(args.workdir)))
+        run = {"connector": run_connector, "bare": run_bare, "duckdb_floor": run_duckdb_floor}
+        print(json.dumps(run[args.run](args.workdir)))
         return
     if args.measure:
         print(json.dumps(measure(args.measure, args.workdir)))
@@ -239,7 +252,7 @@ def main() -> None:
         gen_s = time.perf_counter() - started
         # Each measurement from its own parent process, so RUSAGE_CHILDREN is its alone.
         results = {}
-        for kind in ("bare", "connector"):
+        for kind in KINDS:
             out = subprocess.run([sys.executable, __file__, "--measure", kind, "--workdir",
                                   str(workdir)], check=True, capture_output=True, text=True)
             results[kind] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -249,8 +262,11 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+KINDS = ["bare", "duckdb_floor", "connector"]
+
+
 def report(generated: dict, gen_s: float, results: dict) -> None:
-    c, b = results["connector"], results["bare"]
+    c, b, f = results["connector"], results["bare"], results["duckdb_floor"]
     rows = generated["rows"]
     ok_balance = c["rows_read"] == c["rows_written"] + c["rows_quarantined"] == rows
     ok_dups = c["rows_quarantined"] == generated["duplicates"] and c["lake_rows"] == c[
@@ -262,7 +278,8 @@ def report(generated: dict, gen_s: float, results: dict) -> None:
           f"{generated['bytes'] / 1e9:.2f} GB gzip, generated in {gen_s:.0f} s")
     print("| run | wall s | rows/s | CPU s | peak RSS MB |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for name, r in (("bare polars.read_ndjson", b), ("connector -> lake", c)):
+    for name, r in (("bare polars.read_ndjson", b), ("DuckDB parse alone (the connector's floor)", f),
+                    ("connector -> lake", c)):
         print(f"| {name} | {r['seconds']:.1f} | {rows / r['seconds']:,.0f} "
               f"| {r['cpu_seconds']:.1f} | {r['peak_mb']:,.0f} |")
     print(f"connector / bare: wall {ratio:.2f}, CPU {cpu_ratio:.2f} (target <= {TARGET_RATIO}; "

@@ -165,11 +165,20 @@ def child_pipeline(work: Path) -> dict:
         marks["ingest_peak_mb"] = _peak_mb()
         _reset_peak()
 
-    run_range(settings, DAY, DAY, on_chunk=ingested)
+    import dagster as dg
+
+    instance = dg.DagsterInstance.ephemeral()
+    run_range(settings, DAY, DAY, on_chunk=ingested, instance=instance)
     total = time.perf_counter() - started
+    # The profile: wall seconds of every step (asset) of both runs.
+    steps = {}
+    for run in instance.get_runs():
+        for stat in instance.get_run_step_stats(run.run_id):
+            if stat.start_time and stat.end_time:
+                steps[stat.step_key] = round(stat.end_time - stat.start_time, 1)
     return {"ingest_s": marks["ingest_s"], "ingest_peak_mb": marks["ingest_peak_mb"],
             "warehouse_s": total - marks["ingest_s"], "warehouse_peak_mb": _peak_mb(),
-            "total_s": total}
+            "total_s": total, "steps": steps}
 
 
 LOWER_BOUND_SQL = """
@@ -211,13 +220,87 @@ left join cost using (deployment)
 """
 
 
+# The same per-model daily aggregates straight from the vendors' files the pipeline read:
+# one DuckDB query that parses the gzip JSONL, the gzip DCGM CSV and the CUR Parquet, keeps
+# one copy of each request id, and joins through the inventory. No validation, quarantine,
+# allocation or lake: what any pipeline over these inputs must at least do.
+LOWER_BOUND_RAW_SQL = """
+with spend_logs as (
+    select request_id, coalesce(nullif(model_group, ''), model) as model, prompt_tokens,
+           completion_tokens,
+           coalesce(metadata.additional_usage_values.prompt_tokens_details.cached_tokens, 0)
+               as cached
+    from read_json('{landing}/gateway_logs/litellm/**/*.jsonl.gz',
+                   format = 'newline_delimited',
+                   columns = {{request_id: 'VARCHAR', model: 'VARCHAR', model_group: 'VARCHAR',
+                              prompt_tokens: 'BIGINT', completion_tokens: 'BIGINT',
+                              startTime: 'TIMESTAMPTZ', status: 'VARCHAR',
+                              metadata: 'STRUCT(additional_usage_values STRUCT(prompt_tokens_details STRUCT(cached_tokens BIGINT)))'}})
+    where startTime::date = '{day}' and status = 'success'
+    qualify row_number() over (partition by request_id) = 1
+),
+requests as (
+    select model as deployment, count(*) as requests,
+           sum(prompt_tokens - cached) as input_uncached, sum(cached) as cache_read,
+           sum(completion_tokens) as output
+    from spend_logs group by all
+),
+inventory as (
+    select hostname, resource_id, deployment
+    from read_csv('{landing}/inventory/*.csv', header = true)
+),
+samples as (
+    select Hostname as hostname, UUID as uuid, timestamp::timestamptz as ts, metric,
+           value::double as value
+    from read_csv('{landing}/gpu_telemetry/**/*.csv.gz', header = true,
+                  columns = {{timestamp: 'VARCHAR', Hostname: 'VARCHAR', gpu: 'VARCHAR',
+                             UUID: 'VARCHAR', modelName: 'VARCHAR', GPU_I_PROFILE: 'VARCHAR',
+                             GPU_I_ID: 'VARCHAR', namespace: 'VARCHAR', pod: 'VARCHAR',
+                             container: 'VARCHAR', metric: 'VARCHAR', value: 'VARCHAR'}})
+    where metric in ('DCGM_FI_DEV_GPU_UTIL', 'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION')
+),
+gpu_hours as (
+    select hostname, uuid, date_trunc('hour', ts) as hour,
+           avg(value) filter (where metric = 'DCGM_FI_DEV_GPU_UTIL') / 100 as busy,
+           (max(value) filter (where metric = 'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION')
+            - min(value) filter (where metric = 'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION'))
+               / 3.6e6 as energy_wh
+    from samples where ts::date = '{day}' group by all
+),
+gpus as (
+    select inventory.deployment, count(*) as gpu_hours, sum(busy) as busy_hours,
+           sum(energy_wh) as energy_wh
+    from gpu_hours join inventory using (hostname) group by all
+),
+cost as (
+    select inventory.deployment, sum(line_item_unblended_cost::decimal(38, 12)) as gpu_cost
+    from read_parquet('{landing}/aws_cur/**/*.parquet') as bill
+    join inventory on bill.line_item_resource_id = inventory.resource_id
+    where line_item_usage_start_date::date = '{day}' and line_item_line_item_type = 'Usage'
+    group by all
+)
+select requests.*, gpus.gpu_hours, gpus.busy_hours, gpus.energy_wh, cost.gpu_cost,
+       cost.gpu_cost / nullif(input_uncached + cache_read + output, 0) * 1e6 as cost_per_1m_tokens
+from requests
+left join gpus using (deployment)
+left join cost using (deployment)
+"""
+
+
 def child_lower_bound(work: Path) -> dict:
+    """Both lower bounds: the query over the lake, and the query over the raw files."""
     import duckdb
 
     started = time.perf_counter()
     con = duckdb.connect()
     rows = con.sql(LOWER_BOUND_SQL.format(lake=work / "lake", day=DAY.isoformat())).fetchall()
-    return {"total_s": time.perf_counter() - started, "peak_mb": _peak_mb(), "rows": len(rows)}
+    lake_s = time.perf_counter() - started
+    lake_peak = _peak_mb()
+    _reset_peak()
+    started = time.perf_counter()
+    raw = con.sql(LOWER_BOUND_RAW_SQL.format(landing=work / "landing", day=DAY.isoformat())).fetchall()
+    return {"total_s": lake_s, "peak_mb": lake_peak, "rows": len(rows),
+            "raw_s": time.perf_counter() - started, "raw_peak_mb": _peak_mb(), "raw_rows": len(raw)}
 
 
 def make_history(work: Path, days: int) -> None:
@@ -227,7 +310,7 @@ def make_history(work: Path, days: int) -> None:
     from connectors.lake import replace_partition
 
     for table, columns in HISTORY_TABLES.items():
-        day_frame = pl.read_parquet(work / "lake" / table / f"date={DAY}" / "part-0.parquet")
+        day_frame = pl.read_parquet(work / "lake" / table / f"date={DAY}" / "*.parquet")
         for back in range(1, days + 1):
             shift = timedelta(days=back)
             moved = day_frame.with_columns([pl.col(c) - shift for c in columns])
@@ -277,7 +360,7 @@ def machine() -> str:
 
 def report(scale: float, generated: dict, gen_s: float, day1: dict, bound: dict,
            history: dict[int, dict]) -> str:
-    ratio = day1["total_s"] / bound["total_s"]
+    ratio = day1["total_s"] / bound["raw_s"]
     peak = max(day1["ingest_peak_mb"], day1["warehouse_peak_mb"])
     lines = [
         f"## Run of {datetime.now():%Y-%m-%d %H:%M} (scale {scale:g})", "",
@@ -289,9 +372,14 @@ def report(scale: float, generated: dict, gen_s: float, day1: dict, bound: dict,
         f"| ingestion (4 assets) | {day1['ingest_s']:.1f} | {day1['ingest_peak_mb']:,.0f} |",
         f"| warehouse (dbt build), anomalies, export | {day1['warehouse_s']:.1f} | {day1['warehouse_peak_mb']:,.0f} |",
         f"| **end to end** | **{day1['total_s']:.1f}** | **{peak:,.0f}** |",
-        f"| DuckDB lower bound (one query) | {bound['total_s']:.2f} | {bound['peak_mb']:,.0f} |",
+        f"| DuckDB lower bound: one query over the raw files | {bound['raw_s']:.1f} | {bound['raw_peak_mb']:,.0f} |",
+        f"| DuckDB query over the lake (after ingestion) | {bound['total_s']:.2f} | {bound['peak_mb']:,.0f} |",
         "",
-        (f"Ratio to the lower bound: **{ratio:.1f}x** (target <= {TARGETS['ratio']:g}x). "
+        "Steps (wall s): " + ", ".join(f"{k} {v:g}" for k, v in sorted(
+            day1.get("steps", {}).items(), key=lambda kv: -kv[1])) + ".",
+        "",
+        (f"End to end / raw-file lower bound: **{ratio:.1f}x** (target <= {TARGETS['ratio']:g}x); "
+         f"warehouse stage / lake query: {day1['warehouse_s'] / bound['total_s']:.0f}x. "
          f"End to end target <= {TARGETS['end_to_end_s']:g} s: "
          f"{'met' if day1['total_s'] <= TARGETS['end_to_end_s'] else 'missed'}; "
          f"peak target <= {TARGETS['peak_mb']:,.0f} MB: {'met' if peak <= TARGETS['peak_mb'] else 'missed'}."),
