@@ -9,7 +9,8 @@ dbt run. Each run therefore publishes copies that nobody writes in place:
   reader sees the old month or the new one, never half of one.
 - `marts.duckdb` beside the warehouse: built as a temporary file, then renamed over the
   old one. A tool holding the old file open keeps reading its consistent snapshot; its
-  next connection sees the new one.
+  next connection sees the new one. A run with a window starts from a copy of the previous
+  file and replaces only the window's months in it, so its cost does not grow with history.
 """
 
 
@@ -117,23 +118,74 @@ def _connect_read_only(warehouse: str | Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    rows = con.execute("select table_name from information_schema.tables where table_schema = 'main'").fetchall()
+def _tables(con: duckdb.DuckDBPyConnection, database: str | None = None) -> set[str]:
+    """Tables of the `main` schema of `database` (default: the connection's own database)."""
+    rows = con.execute(
+        "select table_name from information_schema.tables "
+        "where table_catalog = coalesce(?, current_database()) and table_schema = 'main'",
+        [database],
+    ).fetchall()
     return {r[0] for r in rows}
 
 
-def _month_expr(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """SQL for a row's `YYYY-MM`: from usage_date, else the first date, else timestamp column."""
-    columns = con.execute(
+def _columns(con: duckdb.DuckDBPyConnection, table: str, database: str | None = None) -> list[tuple[str, str]]:
+    """(name, type) of a table's columns, in order."""
+    return con.execute(
         "select column_name, data_type from information_schema.columns "
-        "where table_schema = 'main' and table_name = ? order by ordinal_position",
-        [table],
+        "where table_catalog = coalesce(?, current_database()) and table_schema = 'main' and table_name = ? "
+        "order by ordinal_position",
+        [database, table],
     ).fetchall()
-    names = [c for c, _ in columns]
-    dated = (["usage_date"] if "usage_date" in names else []) + [c for c, t in columns if t == "DATE"] + [
-        c for c, t in columns if t.startswith("TIMESTAMP")
-    ]
+
+
+def _date_column(columns: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
+    """The column that files a row under a month: usage_date, else the first date, else timestamp column."""
+    names = dict(columns)
+    if "usage_date" in names:
+        return "usage_date", names["usage_date"]
+    dated = [c for c in columns if c[1] == "DATE"] + [c for c in columns if c[1].startswith("TIMESTAMP")]
+    return dated[0] if dated else None
+
+
+def _month_expr(dated: tuple[str, str] | None) -> str:
+    """SQL for a row's `YYYY-MM` (`UNDATED_MONTH` for a table without a date column)."""
     return f"strftime({_ident(dated[0])}, '%Y-%m')" if dated else _literal(UNDATED_MONTH)
+
+
+def _month_start(month: str) -> date:
+    try:
+        return datetime.strptime(month, "%Y-%m").date()
+    except ValueError as exc:
+        raise ValueError(f"month {month!r} is not in YYYY-MM form") from exc
+
+
+def _months_filter(dated: tuple[str, str], months: Sequence[str]) -> str:
+    """SQL selecting the rows of `months`, as half-open ranges on the bare column.
+
+    Ranges, not `strftime(...) in (...)`, so DuckDB skips row groups (and Parquet files)
+    outside the months by their min/max instead of reading the whole history.
+    """
+    column, column_type = dated
+    starts = sorted({_month_start(m) for m in months})
+    ranges: list[list[date]] = []
+    for start in starts:
+        end = (start + timedelta(days=32)).replace(day=1)
+        if ranges and ranges[-1][1] == start:
+            ranges[-1][1] = end
+        else:
+            ranges.append([start, end])
+
+    def bound(day: date) -> str:
+        if column_type == "DATE":
+            text = day.isoformat()
+        elif "TIME ZONE" in column_type:
+            text = f"{day.isoformat()} 00:00:00+00"
+        else:
+            text = f"{day.isoformat()} 00:00:00"
+        return f"cast({_literal(text)} as {column_type})"
+
+    conditions = [f"({_ident(column)} >= {bound(a)} and {_ident(column)} < {bound(b)})" for a, b in ranges]
+    return "(" + " or ".join(conditions) + ")" if conditions else "false"
 
 
 def _publish_month(new_dir: Path, target: Path) -> None:
@@ -173,11 +225,12 @@ def export_parquet(
     try:
         with _connect_read_only(warehouse) as con:
             for mart in marts:
-                month = _month_expr(con, mart)
-                whole = months is None or month == _literal(UNDATED_MONTH)
-                where = "" if whole else f"where {month} in ({', '.join(_literal(m) for m in months)})"
+                dated = _date_column(_columns(con, mart))
+                whole = months is None or dated is None
+                where = "" if whole else f"where {_months_filter(dated, months)}"
                 written[mart] = con.execute(
-                    f"copy (select *, {month} as month from {_ident(mart)} {where}) to {_literal(staging / mart)} "
+                    f"copy (select *, {_month_expr(dated)} as month from {_ident(mart)} {where}) "
+                    f"to {_literal(staging / mart)} "
                     "(format parquet, partition_by (month), filename_pattern 'part-{i}')"
                 ).fetchall()[0][0]
                 replaced = set(_month_dirs(staging / mart))
@@ -194,27 +247,34 @@ def refresh_snapshot(
     target: str | Path,
     marts: Sequence[str],
     docs: Mapping[str, MartDoc] | None = None,
+    months: Sequence[str] | None = None,
 ) -> dict[str, int]:
-    """Copy `marts` into a new DuckDB file and rename it over `target`. Returns rows per mart.
+    """Write `marts` into a new DuckDB file and rename it over `target`. Returns rows per mart.
 
-    The file carries the dbt descriptions as table and column comments (BI tools show
-    them) and a `_marts_info` table saying when it was refreshed. It is made read-only
-    (mode 0444): BI tools open it read-only and the next refresh replaces it whole.
+    With `months` and a previous `target`, the new file starts as a copy of the previous
+    one and only the rows of those months are replaced (see `_refresh_mart`); otherwise
+    every mart is copied whole. The file carries the dbt descriptions as table and column
+    comments (BI tools show them) and a `_marts_info` table saying when it was refreshed.
+    It is made read-only (mode 0444): BI tools open it read-only and nobody writes it in place.
     """
     target = Path(target)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     docs = docs or {}
     rows: dict[str, int] = {}
     try:
-        with duckdb.connect(str(tmp)) as con:
+        con = _open_snapshot_copy(target, tmp) if months is not None and target.exists() else duckdb.connect(str(tmp))
+        with con:
+            con.execute("set TimeZone = 'UTC'")
             con.execute(f"attach {_literal(Path(warehouse).resolve())} as warehouse (read_only)")
+            previous = _tables(con) - {MARTS_INFO_TABLE}
+            for gone in sorted(previous - set(marts)):
+                con.execute(f"drop table {_ident(gone)}")
             for mart in marts:
-                con.execute(f"create table {_ident(mart)} as select * from warehouse.main.{_ident(mart)}")
-                rows[mart] = con.execute(f"select count(*) from {_ident(mart)}").fetchall()[0][0]
+                rows[mart] = _refresh_mart(con, mart, months if mart in previous else None)
                 _comment(con, mart, docs.get(mart))
             con.execute("detach warehouse")
             con.execute(
-                f"create table {MARTS_INFO_TABLE} (mart varchar, row_count bigint, refreshed_at timestamptz)"
+                f"create or replace table {MARTS_INFO_TABLE} (mart varchar, row_count bigint, refreshed_at timestamptz)"
             )
             refreshed_at = datetime.now(UTC)
             con.executemany(
@@ -228,39 +288,87 @@ def refresh_snapshot(
     return rows
 
 
+def _open_snapshot_copy(previous: Path, tmp: Path) -> duckdb.DuckDBPyConnection:
+    """A writable copy of the previous snapshot at `tmp`; an empty file when the copy cannot be opened."""
+    shutil.copyfile(previous, tmp)
+    try:
+        return duckdb.connect(str(tmp))
+    except duckdb.Error:
+        tmp.unlink(missing_ok=True)
+        return duckdb.connect(str(tmp))
+
+
+def _refresh_mart(con: duckdb.DuckDBPyConnection, mart: str, months: Sequence[str] | None) -> int:
+    """Bring the snapshot's `mart` level with the warehouse's; returns its row count.
+
+    With `months`, a dated mart whose columns are unchanged has only those months deleted
+    and inserted again. It is copied whole when that is not possible (undated, new to the
+    file, columns changed) or when its row count then still differs from the warehouse's
+    (a month changed by a run whose export did not complete).
+    """
+    table, source = _ident(mart), f"warehouse.main.{_ident(mart)}"
+    columns = _columns(con, mart, "warehouse")
+    dated = _date_column(columns)
+    if months is not None and dated is not None and _columns(con, mart) == columns:
+        where = _months_filter(dated, months)
+        con.execute(f"delete from {table} where {where}")
+        con.execute(f"insert into {table} select * from {source} where {where}")
+        rows = con.execute(f"select count(*) from {table}").fetchall()[0][0]
+        if rows == con.execute(f"select count(*) from {source}").fetchall()[0][0]:
+            return rows
+    con.execute(f"create or replace table {table} as select * from {source}")
+    return con.execute(f"select count(*) from {table}").fetchall()[0][0]
+
+
 def _comment(con: duckdb.DuckDBPyConnection, table: str, doc: MartDoc | None) -> None:
-    if doc is None:
-        return
-    con.execute(f"comment on table {_ident(table)} is {_literal(doc.description.strip())}")
-    present = {r[0] for r in con.execute(f"describe {_ident(table)}").fetchall()}
-    for column, text in doc.columns.items():
-        if column in present and text:
-            con.execute(f"comment on column {_ident(table)}.{_ident(column)} is {_literal(text.strip())}")
+    """Set the table's and its columns' comments to the dbt descriptions (none where dbt has none).
+
+    Only comments that differ are written: a refreshed copy already carries the previous ones.
+    """
+    doc = doc or MartDoc(description="")
+    current = con.execute(
+        "select comment from duckdb_tables() where database_name = current_database() and schema_name = 'main' "
+        "and table_name = ?",
+        [table],
+    ).fetchall()[0][0]
+    wanted = doc.description.strip() or None
+    if current != wanted:
+        con.execute(f"comment on table {_ident(table)} is {_literal(wanted) if wanted else 'null'}")
+    columns = con.execute(
+        "select column_name, comment from duckdb_columns() where database_name = current_database() "
+        "and schema_name = 'main' and table_name = ?",
+        [table],
+    ).fetchall()
+    for column, current in columns:
+        wanted = (doc.columns.get(column) or "").strip() or None
+        if current != wanted:
+            con.execute(
+                f"comment on column {_ident(table)}.{_ident(column)} is {_literal(wanted) if wanted else 'null'}"
+            )
 
 
 def _counts(con: duckdb.DuckDBPyConnection, marts: Sequence[str], months: Sequence[str] | None) -> tuple[dict, dict]:
     whole, in_months = {}, {}
     for mart in marts:
-        month = _month_expr(con, mart)
+        dated = _date_column(_columns(con, mart))
         whole[mart] = con.execute(f"select count(*) from {_ident(mart)}").fetchall()[0][0]
-        if months is None or month == _literal(UNDATED_MONTH):
+        if months is None or dated is None:
             in_months[mart] = whole[mart]
         else:
             in_months[mart] = con.execute(
-                f"select count(*) from {_ident(mart)} where {month} in ({', '.join(_literal(m) for m in months)})"
+                f"select count(*) from {_ident(mart)} where {_months_filter(dated, months)}"
             ).fetchall()[0][0]
     return whole, in_months
 
 
-def _published_rows(mart_dir: Path, months: Sequence[str] | None) -> int:
+def _published_rows(con: duckdb.DuckDBPyConnection, mart_dir: Path, months: Sequence[str] | None) -> int:
     """Rows of the published months of a mart, read back from its Parquet files."""
     undated = (mart_dir / f"month={UNDATED_MONTH}").exists()
     wanted = _month_dirs(mart_dir) if months is None or undated else months
     files = [str(mart_dir / f"month={m}" / "*.parquet") for m in wanted if (mart_dir / f"month={m}").exists()]
     if not files:
         return 0
-    with duckdb.connect() as con:
-        return con.execute("select count(*) from read_parquet(?)", [files]).fetchall()[0][0]
+    return con.execute("select count(*) from read_parquet(?)", [files]).fetchall()[0][0]
 
 
 def publish_exports(
@@ -284,7 +392,9 @@ def publish_exports(
     out_dir = exports_dir(lake)
     export_parquet(warehouse, out_dir, names, months)
     snapshot = marts_duckdb_path(warehouse)
-    snapshot_rows = refresh_snapshot(warehouse, snapshot, names, docs)
+    snapshot_rows = refresh_snapshot(warehouse, snapshot, names, docs, months)
+    with duckdb.connect() as con:
+        parquet_rows = {m: _published_rows(con, out_dir / m, months) for m in names}
     return ExportResult(
         marts=names,
         months=list(months) if months is not None else None,
@@ -293,7 +403,7 @@ def publish_exports(
         warehouse_rows=warehouse_rows,
         snapshot_rows=snapshot_rows,
         warehouse_rows_in_months=warehouse_rows_in_months,
-        parquet_rows_in_months={m: _published_rows(out_dir / m, months) for m in names},
+        parquet_rows_in_months=parquet_rows,
     )
 
 

@@ -143,6 +143,78 @@ def test_publishing_a_mart_the_warehouse_lacks_says_what_to_do(tmp_path: Path) -
         publish_exports(warehouse, tmp_path / "lake", ["costs", "cost_per_token_daily"])
 
 
+def test_a_timestamp_mart_is_cut_into_utc_months(tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create table hourly (hour_start timestamptz, cost decimal(38,12))")
+        con.execute(
+            "insert into hourly values ('2026-09-30 23:00:00+00', 1), ('2026-10-01 00:00:00-04', 2), "
+            "('2026-10-31 23:00:00+00', 3), ('2026-11-01 00:00:00+00', 4)"
+        )
+    result = publish_exports(warehouse, tmp_path / "lake", ["hourly"], months=["2026-10"])
+    # 2026-10-01 00:00 in New York is 04:00 UTC: October holds costs 2 and 3.
+    assert result.warehouse_rows_in_months == result.parquet_rows_in_months == {"hourly": 2}
+    with duckdb.connect() as con:
+        exported = con.execute(
+            "select sum(cost) from read_parquet(?)", [str(exports_dir(tmp_path / "lake") / "hourly" / "*" / "*.parquet")]
+        ).fetchall()[0][0]
+    assert str(exported) == "5.000000000000"
+
+
+def _snapshot_rows(snapshot: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(snapshot), read_only=True) as con:
+        return [tuple(str(v) for v in row) for row in con.execute(sql).fetchall()]
+
+
+def test_a_later_window_replaces_only_its_months_in_marts_duckdb(tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    _hand_warehouse(warehouse, [("2026-09-29", "1"), ("2026-09-30", "2"), ("2026-10-01", "3")])
+    first = publish_exports(warehouse, tmp_path / "lake", ["costs", "plans"])
+    assert first.snapshot_rows == {"costs": 3, "plans": 1}
+    # September is restated in the warehouse but lies outside the next window, so the snapshot
+    # keeps its first copy; October is restated and November is new; plans (undated) change.
+    _hand_warehouse(warehouse, [("2026-09-29", "1"), ("2026-09-30", "9"), ("2026-10-01", "30"),
+                                ("2026-10-02", "4"), ("2026-11-01", "5")])
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("insert into plans values ('team', 50)")
+    second = publish_exports(warehouse, tmp_path / "lake", ["costs", "plans"], months=["2026-10", "2026-11"])
+    assert second.mismatches == []
+    assert second.snapshot_rows == second.warehouse_rows == {"costs": 5, "plans": 2}
+    assert second.warehouse_rows_in_months == {"costs": 3, "plans": 2}
+    snapshot = second.snapshot
+    assert _snapshot_rows(snapshot, "select usage_date, cost from costs order by 1") == [
+        ("2026-09-29", "1.000000000000"), ("2026-09-30", "2.000000000000"),  # September as first published
+        ("2026-10-01", "30.000000000000"), ("2026-10-02", "4.000000000000"), ("2026-11-01", "5.000000000000"),
+    ]
+    assert _snapshot_rows(snapshot, "select plan, price from plans order by 1") == [
+        ("pro", "20.000000000000"), ("team", "50.000000000000")]
+    assert _snapshot_rows(snapshot, f"select mart, row_count from {MARTS_INFO_TABLE} order by 1") == [
+        ("costs", "5"), ("plans", "2")]
+    assert snapshot.stat().st_mode & 0o777 == 0o444
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports", "marts.duckdb", "w.duckdb"]
+
+
+def test_marts_duckdb_copies_a_mart_whole_when_a_window_cannot_bring_it_level(tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    _hand_warehouse(warehouse, [("2026-09-30", "2"), ("2026-10-01", "3")])
+    publish_exports(warehouse, tmp_path / "lake", ["costs", "plans"])
+    # A September row vanished in a run whose export never happened; `plans` gained a
+    # column; `tiers` is new; `plans` leaves the export list on the last run below.
+    _hand_warehouse(warehouse, [("2026-10-01", "3"), ("2026-10-02", "4")])
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("alter table plans add column currency varchar default 'USD'")
+        con.execute("create table tiers (tier varchar)")
+        con.execute("insert into tiers values ('gold'), ('silver')")
+    result = publish_exports(warehouse, tmp_path / "lake", ["costs", "plans", "tiers"], months=["2026-10"])
+    assert result.snapshot_rows == {"costs": 2, "plans": 1, "tiers": 2}
+    assert _snapshot_rows(result.snapshot, "select usage_date, cost from costs order by 1") == [
+        ("2026-10-01", "3.000000000000"), ("2026-10-02", "4.000000000000")]
+    assert _snapshot_rows(result.snapshot, "select * from plans") == [("pro", "20.000000000000", "USD")]
+    publish_exports(warehouse, tmp_path / "lake", ["costs", "tiers"], months=["2026-10"])
+    assert _snapshot_rows(result.snapshot, "select table_name from duckdb_tables() order by 1") == [
+        (MARTS_INFO_TABLE,), ("costs",), ("tiers",)]
+
+
 READER = """
 import json, pathlib, sys, time
 import duckdb

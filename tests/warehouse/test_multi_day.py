@@ -202,6 +202,26 @@ def test_rerun_window_is_idempotent(built, full_build_marts) -> None:
     assert built.marts() == full_build_marts
 
 
+def test_a_window_takes_from_the_lookback_only_lines_reaching_into_it(built, tmp_path) -> None:
+    with duckdb.connect(str(built.path)) as con:
+        con.execute("checkpoint")
+    copy = type(built)(tmp_path, lake=built.lake)
+    shutil.copy(built.path, copy.path)
+    copy.dbt(
+        "run",
+        "--select",
+        "int_billing_line_items_scoped",
+        vars={"min_date": str(D2), "max_date": str(D3)},
+    )
+    keys = copy.query("select billing_line_key, usage_date from int_billing_line_items_scoped")
+    by_day = dict(keys.group_by("usage_date").len().iter_rows())
+    # D2: 24 x (a, b) + 12 x c + elb, s3, az-shared, az-vm + credit = 65. From D1 only the
+    # 48-hour line (to D3 12:00); D1's daily lines end at D2 00:00, outside the window.
+    assert by_day == {D2: 65, D1: 1}
+    from_d1 = keys.filter(keys["usage_date"] == D1)["billing_line_key"].to_list()
+    assert from_d1 == ["test:shared-48h"]
+
+
 def test_cost_is_conserved_per_day_provider_currency(built, tmp_path) -> None:
     expected = expected_in_scope(built.lake)
     # Hand check of two cells: AWS D2 = 24 x (98.32 + 1.861) = 2404.344, + 12 x 1.861 = 22.332

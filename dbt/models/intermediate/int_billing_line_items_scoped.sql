@@ -8,9 +8,12 @@ lines as (
 
     select * from {{ ref('stg_lake__billing_line_items') }}
     -- Partition pruning; the lookback brings in lines that started before the window but
-    -- whose charge period reaches into it (monthly or multi-day lines).
+    -- whose charge period reaches into it (monthly or multi-day lines). A lookback line that
+    -- ends by the window start has no hour in the window and no usage_date in it: it is left
+    -- out here, so the joins below see the window's lines, not the lookback's days.
     where partition_date >= cast({{ dbt.dateadd('day', -1 * var('billing_lookback_days'), window_start_date()) }} as date)
         and partition_date < {{ window_end_date() }}
+        and (partition_date >= {{ window_start_date() }} or charge_period_end > {{ window_start_ts() }})
 
 ),
 
