@@ -58,7 +58,9 @@ instance_telemetry as (
         provider_key,
         resource_key,
         count(*) as gpus_reporting,
-        sum(energy_wh) as energy_wh
+        -- Summed as decimals: a sum of doubles depends on the order rows arrive in, and a
+        -- rerun must reproduce the same figures.
+        cast(sum(cast(energy_wh as decimal(38, 9))) as double) as energy_wh
     from gpu_energy
     group by hour_start, provider_key, resource_key
 
