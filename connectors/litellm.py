@@ -40,7 +40,7 @@ SOURCE = "litellm"
 # enough to keep its reader parallel, small enough that a day never sits in memory at once.
 CHUNK_BYTES = 64 << 20
 # Rows per batch when DuckDB streams a local file.
-STREAM_BATCH_ROWS = 100_000
+STREAM_BATCH_ROWS = 250_000
 
 # Every field read as text: numbers keep their exact decimal spelling (spend goes straight
 # to Decimal) and a wrongly typed value quarantines one row instead of failing the file.
