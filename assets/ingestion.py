@@ -108,10 +108,17 @@ def _stream_days(
                 if key in ranges:
                     first, last = min(first, ranges[key][0]), max(last, ranges[key][1])
                 ranges[key] = (first, last)
-            dated = part.rows.with_columns(ts.dt.date().alias("_day"))
-            for (day,), frame in dated.partition_by("_day", as_dict=True).items():
-                if day in rows:
-                    rows[day].write(frame.drop("_day"))
+            first_day, last_day = part.rows.select(
+                ts.min().dt.date().alias("a"), ts.max().dt.date().alias("b")
+            ).row(0)
+            if first_day == last_day:  # the usual part: one day's rows, written without a copy
+                if first_day in rows:
+                    rows[first_day].write(part.rows)
+            else:
+                dated = part.rows.with_columns(ts.dt.date().alias("_day"))
+                for (day,), frame in dated.partition_by("_day", as_dict=True).items():
+                    if day in rows:
+                        rows[day].write(frame.drop("_day"))
             if part.quarantine.height:
                 q_home = part.quarantine.with_columns(
                     pl.col("source_file")

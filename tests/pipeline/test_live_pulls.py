@@ -17,25 +17,12 @@ import pytest
 from assets.ingestion import fleet_inventory, gateway_requests, gpu_telemetry
 from assets.resources import StorageResource
 from connectors import lake
+from tests.connectors.test_litellm_postgres import CREATE  # LiteLLM's table, as Prisma makes it
 from tests.support.postgres import postgres_server
 from tests.support.prometheus import prometheus_server
 
 DAY = date(2026, 10, 1)
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
-CREATE = """
-CREATE TABLE "LiteLLM_SpendLogs" (
-    "request_id" TEXT NOT NULL PRIMARY KEY, "call_type" TEXT NOT NULL,
-    "api_key" TEXT NOT NULL DEFAULT '', "spend" DOUBLE PRECISION NOT NULL DEFAULT 0.0,
-    "total_tokens" INTEGER NOT NULL DEFAULT 0, "prompt_tokens" INTEGER NOT NULL DEFAULT 0,
-    "completion_tokens" INTEGER NOT NULL DEFAULT 0, "startTime" TIMESTAMP(3) NOT NULL,
-    "endTime" TIMESTAMP(3) NOT NULL, "model" TEXT NOT NULL DEFAULT '',
-    "model_group" TEXT DEFAULT '', "custom_llm_provider" TEXT DEFAULT '',
-    "api_base" TEXT DEFAULT '', "user" TEXT DEFAULT '', "metadata" JSONB DEFAULT '{}',
-    "cache_hit" TEXT DEFAULT '', "request_tags" JSONB DEFAULT '[]', "team_id" TEXT,
-    "end_user" TEXT, "messages" JSONB DEFAULT '{}', "response" JSONB DEFAULT '{}',
-    "status" TEXT
-);
-"""
 
 
 def _storage(tmp_path: Path) -> StorageResource:
