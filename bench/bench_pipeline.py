@@ -324,8 +324,10 @@ def make_history(work: Path, days: int) -> None:
 
 
 def build_history_marts(work: Path, days: int) -> None:
-    """The marts of the history days, in one dbt run (set-up, not measured). A separate
-    process: dbt-duckdb keeps its connection, and with it the file lock, for its process."""
+    """The marts of the history days, in one dbt run, and their exports, as the daily runs
+    that built those days would have published them (set-up, not measured). dbt runs in a
+    separate process: dbt-duckdb keeps its connection, and with it the file lock, for its
+    process."""
     env = {**os.environ, "INFERLEDGER_LAKE": str(work / "lake"),
            "INFERLEDGER_WAREHOUSE": str(work / "warehouse.duckdb"),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false"}
@@ -337,6 +339,9 @@ def build_history_marts(work: Path, days: int) -> None:
          "--vars", json.dumps(window)],
         check=True, env=env, cwd=REPO,
     )
+    from assets.exports import _mart_keys, publish_exports
+
+    publish_exports(work / "warehouse.duckdb", work / "lake", [k.path[-1] for k in _mart_keys()])
 
 
 def _child(kind: str, work: Path) -> dict:
