@@ -13,8 +13,9 @@ is hashed (sha256) into api_key_hash. Quarantined rows keep only the fields in R
 
 A day of millions of requests is parsed with bounded memory: `iter_litellm` yields one
 ParseResult per batch (DuckDB's JSON reader streams local files, a background thread
-parsing ahead; other objects are cut into chunks of whole lines) and `SpendLogReader` remembers the request ids it has seen, so a request
-logged twice (in one file or in two) is counted once wherever the copies fall.
+parsing ahead; other objects are cut into chunks of whole lines) and `SpendLogReader`
+remembers the request ids it has seen, so a request logged twice (in one file or in two)
+is counted once wherever the copies fall.
 """
 
 from __future__ import annotations
@@ -134,8 +135,8 @@ def iter_litellm(
     Each batch's result balances on its own; the first copy of a request id (in the order
     of `keys`, then of lines) wins across all batches and files. A local file is streamed
     by DuckDB's JSON reader (inflate and parse in C++, batch by batch, ahead of this
-    thread); a file it refuses (a malformed line) continues, from the first line it did not deliver, through
-    the line-by-line reader that quarantines the bad lines. Objects without a local path
+    thread); a file it refuses (a malformed line) continues, from the first line it did
+    not deliver, through the line-by-line reader that quarantines the bad lines. Objects without a local path
     (S3) are read in chunks of `chunk_bytes` of text. Pass `reader` to share the ids seen
     with another source of the same spend logs (the proxy's database).
     """
@@ -169,8 +170,9 @@ def _duckdb_type(dtype: pl.DataType) -> str:
 def _read_json_sql(metadata_as_text: bool) -> str:
     schema = {**_TEXT_SCHEMA, "metadata": pl.String if metadata_as_text else METADATA}
     columns = ", ".join(f"'{name}': '{_duckdb_type(t)}'" for name, t in schema.items())
-    # DuckDB reads ISO 8601 times itself (naive ones as UTC: without the icu extension loaded its only zone is UTC); a
-    # spelling it cannot read stops the fast path and the exact reader names the row.
+    # DuckDB reads ISO 8601 times itself (naive ones as UTC: without the icu extension its
+    # only zone is UTC); a spelling it cannot read stops the fast path and the exact reader
+    # names the row.
     columns = columns.replace("'startTime': 'VARCHAR'", "'startTime': 'TIMESTAMPTZ'")
     columns = columns.replace("'endTime': 'VARCHAR'", "'endTime': 'TIMESTAMPTZ'")
     # Bodies are parsed (JSON has no way to skip them) but never projected; large ones are
@@ -183,9 +185,9 @@ def _stream(path: Path) -> Iterator[pl.DataFrame]:
     """DuckDB's NDJSON reader over a local file, plain or gzip, in PARSED_SCHEMA batches.
 
     Only SPEND_LOG_FIELDS are projected; numbers and nested values arrive as their JSON
-    text, startTime/endTime as UTC datetimes, `metadata` as the METADATA struct (decoded from text when an export wrote it as
-    a JSON string). The reader skips blank lines, so a record's number is its line number
-    in files without them (what exports write). A file DuckDB refuses raises
+    text, startTime/endTime as UTC datetimes, `metadata` as the METADATA struct (decoded
+    from text when an export wrote it as a JSON string). The reader skips blank lines, so
+    a record's number is its line number in files without them (what exports write). A file DuckDB refuses raises
     _FastPathRefused after the batches it delivered; the caller reads the rest exactly.
     """
     import duckdb  # imported here: modules that never stream a file do not need it

@@ -420,7 +420,8 @@ def gateway_window(
         from connectors import litellm_postgres
 
         windows = [(_day_start(d), _day_start(d + timedelta(days=1))) for d in days]
-        pulled = {litellm_postgres.source_name(dsn, lo, hi): d for d, (lo, hi) in zip(days, windows)}
+        pulled = {litellm_postgres.source_name(dsn, lo, hi): d
+                  for d, (lo, hi) in zip(days, windows)}
 
     def parts() -> Iterator[ParseResult]:
         spend_logs = litellm.SpendLogReader(self_hosted_deployments, customer_salt)
