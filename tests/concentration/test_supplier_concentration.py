@@ -12,7 +12,6 @@ import duckdb
 import pytest
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt"
-DEMO_WAREHOUSE = Path(__file__).resolve().parents[2] / "data" / "warehouse.duckdb"
 SEEDS = "concentration_settings gpu_instance_catalog fx_rates"
 
 
@@ -125,11 +124,9 @@ def test_warning_when_hhi_rises_more_than_100_points(hand_case: dict, period: st
     assert {r["risk_level"] for k, r in hand_case.items() if k != "eur_usd"} == {"highly_concentrated"}
 
 
-def test_demo_month_has_a_highly_concentrated_dimension(tmp_path: Path) -> None:
-    if not DEMO_WAREHOUSE.exists():
-        pytest.skip("the demo warehouse is built by `make demo`")
+def test_demo_month_has_a_highly_concentrated_dimension(demo_month: Path, tmp_path: Path) -> None:
     warehouse = tmp_path / "warehouse.duckdb"
-    shutil.copy(DEMO_WAREHOUSE, warehouse)
+    shutil.copy(demo_month / "warehouse.duckdb", warehouse)
     _dbt(tmp_path, warehouse, "build", "--select", "concentration_settings", "supplier_concentration",
          vars={"min_date": "2026-10-01", "max_date": "2026-10-31"})
     with duckdb.connect(str(warehouse)) as con:
