@@ -164,7 +164,7 @@ def read_dcgm_csv(data: bytes | Path, *, source_file: str) -> ParseResult:
         return pl.coalesce(present) if present else pl.lit(None, pl.String)
 
     parsed = df.with_row_index("_row_number", offset=1).with_columns(
-        _on_distinct(df["metric"], lambda e: e.str.strip_chars()).alias("_field"),
+        on_distinct(df["metric"], lambda e: e.str.strip_chars()).alias("_field"),
         pl.col("value").alias("_value_text"),
         _parse_timestamps(df["timestamp"]).alias("ts"),
         *[label(spellings).alias(name) for name, spellings in LABELS.items()],
@@ -334,11 +334,11 @@ def _parse_timestamps(text: pl.Series) -> pl.Series:
     missed = fast.is_null() & text.is_not_null()
     if missed.any():
         where = missed.arg_true()
-        fast = fast.scatter(where, _on_distinct(text.gather(where), parse_iso_utc))
+        fast = fast.scatter(where, on_distinct(text.gather(where), parse_iso_utc))
     return fast.alias(text.name)
 
 
-def _on_distinct(s: pl.Series, fn: Callable[[pl.Expr], pl.Expr]) -> pl.Series:
+def on_distinct(s: pl.Series, fn: Callable[[pl.Expr], pl.Expr]) -> pl.Series:
     """fn applied to the text column `s`, computed once per distinct value (see
     _distinct_index) and mapped back to the rows; fn must map null to null."""
     values, index = _distinct_index(s)

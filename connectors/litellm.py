@@ -25,13 +25,13 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import polars as pl
 
-from connectors.dcgm import parse_iso_utc_series
+from connectors.dcgm import on_distinct, parse_iso_utc_series
 from connectors.landing import LandingStore
 from connectors.result import ParseResult, SourceFormatError
 from connectors.schemas import GATEWAY_REQUESTS, MONEY, QUARANTINE, TS, conform, empty
@@ -711,17 +711,17 @@ def _normalize(
     blank = null_if_blank
     provider = blank(pl.col("custom_llm_provider"))
     # Regexes run once per distinct value: a day repeats a few endpoints and tag sets.
-    api_host = per_distinct(df, "api_base", lambda e: e.str.extract(_URL_HOST, 1))
-    private = per_distinct(df, "api_base",
-                           lambda e: private_host(e.str.extract(_URL_HOST, 1))).fill_null(False)
+    host = on_distinct(df["api_base"], lambda e: e.str.extract(_URL_HOST, 1))
+    private = on_distinct(host, lambda e: pl.when(e.is_not_null()).then(private_host(e)))
+    api_host, private = pl.lit(host), pl.lit(private).fill_null(False)
     deployment = pl.coalesce(blank(pl.col("model_group")), blank(pl.col("model_id")), api_host)
     is_self_hosted = (
         provider.is_in(SELF_HOSTED_PROVIDERS).fill_null(False)
         | (provider.is_in(OPENAI_COMPATIBLE_PROVIDERS).fill_null(False) & private)
         | deployment.is_in(list(self_hosted_deployments)).fill_null(False)
     )
-    tag_feature = per_distinct(df, "request_tags",
-                               lambda e: e.str.extract(r'"feature:([^"]+)"', 1))
+    tag_feature = pl.lit(on_distinct(df["request_tags"],
+                                     lambda e: e.str.extract(r'"feature:([^"]+)"', 1)))
     status = pl.coalesce(blank(pl.col("status")), pl.col("_m_status"),
                          # LiteLLM versions before the status column logged successes only.
                          pl.lit("success"))
@@ -775,17 +775,6 @@ def _normalize(
 
 
 _URL_HOST = r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^/:?#]+)"
-
-
-def per_distinct(df: pl.DataFrame, column: str, derive: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
-    """`derive(pl.col(column))`, computed once per distinct value when values repeat (null
-    stays null); evaluated row by row when most values are distinct."""
-    values = df.get_column(column).drop_nulls().unique()
-    if values.len() * 8 > df.height:
-        return pl.when(pl.col(column).is_not_null()).then(derive(pl.col(column)))
-    derived = pl.select(derive(pl.lit(values))).to_series()
-    return pl.col(column).replace_strict(values, derived, default=None,
-                                         return_dtype=derived.dtype)
 
 
 def sha256_hex(col: pl.Expr, values: pl.Series, *, salt: str = "", length: int = 64) -> pl.Expr:
