@@ -47,7 +47,7 @@ TARGET_PEAK_MB = 1536
 # --- data -------------------------------------------------------------------------------
 
 
-def _pick(i: pl.Expr, values: list) -> pl.Expr:  # noqa: ANN001
+def _pick(i: pl.Expr, values: list) -> pl.Expr:
     """values[i mod len], vectorized."""
     return pl.lit(pl.Series(values)).get(i % len(values))
 

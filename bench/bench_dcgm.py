@@ -103,21 +103,19 @@ def run_connector(workdir: Path) -> dict:
     store = LocalStore(workdir / "landing")
     keys = [o.key for o in store.list("gpu_telemetry")]
     root = workdir / "lake"
-    staging = Path(tempfile.mkdtemp(dir=workdir, prefix=".gpu_samples-"))
+    samples = lake.PartitionWriter(root, "gpu_samples", DAY)
     started = time.perf_counter()
     read = written = quarantined = 0
     hourly = []
-    for n, key in enumerate(keys):
+    for key in keys:
         result = dcgm.read_gpu_telemetry_bytes(store.read_bytes(key), key)
         read += result.rows_read
         written += result.rows_written
         quarantined += result.rows_quarantined
-        result.rows.write_parquet(staging / f"part-{n:05d}.parquet", compression="zstd")
+        samples.write(result.rows)
         hourly.append(dcgm.downsample_hourly(result.rows))
         del result
-    final = lake.partition_dir(root, "gpu_samples", DAY)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(staging, final)
+    final = samples.commit()
     day = pl.concat(hourly)
     lake.write_table(root, "gpu_hourly", DAY, day)
     seconds = time.perf_counter() - started

@@ -163,31 +163,25 @@ def run_connector(workdir: Path) -> dict:
     from connectors import lake
     from connectors.landing import LocalStore
     from connectors.litellm import iter_litellm
-    from connectors.schemas import GATEWAY_REQUESTS, QUARANTINE, conform
+    from connectors.schemas import QUARANTINE
 
     store = LocalStore(workdir / "landing")
     keys = [o.key for o in store.list("gateway_logs/litellm")]
     root = workdir / "lake"
-    staging = {t: Path(tempfile.mkdtemp(dir=workdir, prefix=f".{t.replace('/', '_')}-"))
-               for t in ("gateway_requests", "_quarantine/gateway_requests")}
+    rows = lake.PartitionWriter(root, "gateway_requests", DAY)
+    bad = lake.PartitionWriter(root, "_quarantine/gateway_requests", DAY, QUARANTINE)
     started = time.perf_counter()
     read = written = quarantined = uncached = output = 0
-    for n, part in enumerate(iter_litellm(store, keys)):
+    for part in iter_litellm(store, keys):
         read += part.rows_read
         written += part.rows_written
         quarantined += part.rows_quarantined
         uncached += int(part.rows["input_uncached_tokens"].sum())
         output += int(part.rows["output_tokens"].sum())
-        conform(part.rows, GATEWAY_REQUESTS).write_parquet(
-            staging["gateway_requests"] / f"part-{n:05d}.parquet", compression="zstd")
-        if part.rows_quarantined:
-            conform(part.quarantine, QUARANTINE).write_parquet(
-                staging["_quarantine/gateway_requests"] / f"part-{n:05d}.parquet")
-    for table, folder in staging.items():
-        final = lake.partition_dir(root, table, DAY)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(final, ignore_errors=True)
-        os.rename(folder, final)
+        rows.write(part.rows)
+        bad.write(part.quarantine)
+    rows.commit()
+    bad.commit()
     seconds = time.perf_counter() - started
     lake_rows = pl.scan_parquet(root / "gateway_requests" / "*" / "*.parquet").select(
         pl.len()).collect().item()

@@ -68,9 +68,6 @@ class DayBatch:
     def rows_read(self) -> int:
         return self.rows.height + self.quarantine.height
 
-    def source_files(self) -> list[dict]:
-        return [{"key": o.key, "size": o.size, "etag": o.etag} for o in self.objects]
-
 
 @dataclass
 class SourceStream:
@@ -197,13 +194,13 @@ def billing_day(
     if focus_objects:
         parts.append(focus.read_focus(store))
         for o in focus_objects:
-            home[o.key] = _focus_home_day(o)
+            home[o.key] = _home_day(o)
             objects.append(o)
     gcp_objects = matching(store.list(GCP_BILLING_PREFIX), *GCP_BILLING_PATTERNS)
     if gcp_objects:
         parts.append(gcp_billing.read_gcp_billing(store, GCP_BILLING_PREFIX))
         for o in gcp_objects:
-            home[o.key] = _focus_home_day(o)
+            home[o.key] = _home_day(o)
             objects.append(o)
     result = ParseResult.concat(parts, BILLING_LINE_ITEMS)
     rows = _on_day(result.rows, "charge_period_start", day)
@@ -232,11 +229,6 @@ def billing_day(
         objects=[o for o in objects if o.key in touched or o.key.startswith("bigquery:")]
         + fx_objects,
     )
-
-
-def _focus_home_day(obj: LandingObject) -> date:
-    d = path_date(obj.key)
-    return d if d is not None else obj.last_modified.date()
 
 
 # --- GCP billing export: files and BigQuery ------------------------------------------------
