@@ -1,19 +1,36 @@
-{#- The run window, half-open [min_date, max_date), as the only way a date range reaches SQL. -#}
+{#- The run window, half-open [min_date, max_date), as the only way a date range reaches SQL.
+
+    Where a bound comes from, first found wins:
+    1. the var (`--vars '{min_date: ..., max_date: ...}'`, or a unit test's overrides);
+    2. the environment (INFERLEDGER_MIN_DATE / INFERLEDGER_MAX_DATE), read only when a node
+       executes. This is how the Dagster assets pass their partition window: a var that
+       changes every day makes dbt re-parse the whole project on every run (~4 s), while an
+       environment variable read at execution is not part of what dbt parsed;
+    3. everything: 1970-01-01 to 2999-01-01. -#}
+
+{% macro run_window_bound(name) -%}
+    {%- set defaults = {'min_date': '1970-01-01', 'max_date': '2999-01-01'} -%}
+    {%- set value = var(name, none) -%}
+    {%- if value is none and execute -%}
+        {%- set value = env_var('INFERLEDGER_' ~ name | upper, '') -%}
+    {%- endif -%}
+    {{ return(value or defaults[name]) }}
+{%- endmacro %}
 
 {% macro window_start_date() -%}
-    cast('{{ var("min_date") }}' as date)
+    cast('{{ run_window_bound("min_date") }}' as date)
 {%- endmacro %}
 
 {% macro window_end_date() -%}
-    cast('{{ var("max_date") }}' as date)
+    cast('{{ run_window_bound("max_date") }}' as date)
 {%- endmacro %}
 
 {% macro window_start_ts() -%}
-    cast('{{ var("min_date") }} 00:00:00' as timestamp)
+    cast('{{ run_window_bound("min_date") }} 00:00:00' as timestamp)
 {%- endmacro %}
 
 {% macro window_end_ts() -%}
-    cast('{{ var("max_date") }} 00:00:00' as timestamp)
+    cast('{{ run_window_bound("max_date") }} 00:00:00' as timestamp)
 {%- endmacro %}
 
 {% macro in_run_window(date_column) -%}
@@ -38,8 +55,8 @@
     build) drops nothing: rebuild everything with --full-refresh. -#}
 {% macro spark__delete_run_window(date_column, max_dropped_days=400) -%}
     {%- if is_incremental() -%}
-        {%- set first = modules.datetime.date.fromisoformat(var('min_date')) -%}
-        {%- set last = modules.datetime.date.fromisoformat(var('max_date')) -%}
+        {%- set first = modules.datetime.date.fromisoformat(run_window_bound('min_date')) -%}
+        {%- set last = modules.datetime.date.fromisoformat(run_window_bound('max_date')) -%}
         {%- set days = (last - first).days -%}
         {%- if 0 < days <= max_dropped_days -%}
             {%- set partitions = [] -%}
