@@ -147,3 +147,28 @@ def test_decreases_and_unit_costs_never_page(metric: str) -> None:
     )
     (row,) = _notified(ad.detect(obs, DAYS)).rows(named=True)
     assert row["severity"] == "warning"
+
+
+def test_baseline_median_matches_numpy_nanmedian_row_by_row():
+    """The sort-based median gives numpy's numbers exactly, NaN rows included."""
+    import warnings
+
+    from assets.anomaly_detection import _nanmedian
+
+    a = np.array([
+        [3.0, np.nan, 1.0, 2.0],        # odd count: 2
+        [4.0, 1.0, np.nan, np.nan],     # even count: (1 + 4) / 2
+        [np.nan, np.nan, np.nan, np.nan],
+        [7.5, 7.5, -1.0, 100.0],        # (7.5 + 7.5) / 2
+    ])
+    got = _nanmedian(a)
+    assert got[:2].tolist() == [2.0, 2.5] and np.isnan(got[2]) and got[3] == 7.5
+    rng = np.random.default_rng(7)
+    for width in (1, 2, 5, 28):
+        m = rng.normal(size=(400, width)) * 1e3
+        m[rng.random(m.shape) < 0.6] = np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = np.nanmedian(m, axis=1)
+        np.testing.assert_array_equal(_nanmedian(m), expected)
+    assert _nanmedian(np.empty((3, 0))).shape == (3,)
