@@ -9,6 +9,7 @@ warehouse, so all of them share one concurrency pool of size 1.
 """
 
 
+import hashlib
 import importlib.metadata
 import os
 import shutil
@@ -93,16 +94,63 @@ def warehouse_assets() -> dg.AssetsDefinition:
         window = context.partition_time_window
         window_env = {f"INFERLEDGER_{name.upper()}": value for name, value in
                       dbt_vars_for_window(window.start, window.end).items()}
+        warehouse = Path(storage.warehouse)
+        seeds = seed_fingerprint()
+        reseed = not seeds_loaded(warehouse, seeds)
+        args = [*DAILY_BUILD_ARGS] + ([] if reseed else ["--exclude", "resource_type:seed"])
         os.environ.update(window_env)
         try:
-            invocation = dbt.cli(list(DAILY_BUILD_ARGS), context=context)
+            invocation = dbt.cli(args, context=context)
             yield from invocation.stream()
         finally:
             for name in window_env:
                 os.environ.pop(name, None)
+        if reseed:
+            record_seeds(warehouse, seeds)
         keep_partial_parse(invocation.target_path, project)
 
     return _warehouse
+
+
+SEED_STATE_TABLE = "inferledger_seed_state"
+
+
+def seed_fingerprint() -> str:
+    """A hash of the seeds as dbt would load them: their CSVs, their .yml and the project file."""
+    digest = hashlib.sha256()
+    files = sorted((DBT_PROJECT_DIR / "seeds").glob("*.*")) + [DBT_PROJECT_DIR / "dbt_project.yml"]
+    for path in files:
+        if path.suffix in (".csv", ".yml"):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def seeds_loaded(warehouse: Path, fingerprint: str) -> bool:
+    """Whether the warehouse holds these seeds, loaded and tested by an earlier build.
+
+    Seeds are reference data that change with a deploy or an edit, not with the day: the
+    daily build loads them, and runs their 46 tests, only when they changed (or the
+    warehouse is new), which saves ~56 of its ~200 dbt nodes.
+    """
+    if not warehouse.exists():
+        return False
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        found = con.sql("select count(*) from information_schema.tables where table_name = ?",
+                        params=[SEED_STATE_TABLE]).fetchall()[0][0]
+        if not found:
+            return False
+        rows = con.sql(f"select fingerprint from {SEED_STATE_TABLE}").fetchall()
+    return rows == [(fingerprint,)]
+
+
+def record_seeds(warehouse: Path, fingerprint: str) -> None:
+    import duckdb
+
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(f"create or replace table {SEED_STATE_TABLE} as select ? as fingerprint",
+                    [fingerprint])
 
 
 def keep_partial_parse(run_target: Path, project: DbtProject) -> None:
