@@ -315,3 +315,18 @@ def test_truncated_gzip_is_a_whole_file_error(tmp_path: Path) -> None:
     (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(_jsonl([_row("a")] * 50))[:-20])
     with pytest.raises(SourceFormatError, match=r"cut\.jsonl\.gz: damaged gzip"):
         read_litellm(LocalStore(tmp_path), ["cut.jsonl.gz"])
+
+
+def test_ids_seen_earlier_must_match_both_hashes():
+    """The seen ids are probed on the first hash, then checked on the second: an id whose
+    first hash collides with a seen one is not a copy."""
+    from connectors.litellm import SpendLogReader
+
+    u64, u32 = pl.UInt64, pl.UInt32
+    reader = SpendLogReader()
+    reader._seen.append(pl.DataFrame(
+        {"_h1": [10, 20], "_h2": [1, 2], "_seen_file": [0, 0], "_seen_line": [5, 6]},
+        schema={"_h1": u64, "_h2": u64, "_seen_file": u32, "_seen_line": u32}))
+    chunk = pl.DataFrame({"_h1": [10, 20, 20, 30], "_h2": [1, 3, 3, 1]},
+                         schema={"_h1": u64, "_h2": u64})
+    assert reader._earlier(chunk).rows() == [(10, 1, 0, 5)]
