@@ -56,8 +56,11 @@ def _manifest_is_stale(project: DbtProject) -> bool:
     if not project.manifest_path.exists():
         return True
     built = project.manifest_path.stat().st_mtime
-    sources = (p for ext in ("*.sql", "*.yml", "*.csv") for p in DBT_PROJECT_DIR.rglob(ext))
-    return any(p.stat().st_mtime > built for p in sources if "target" not in p.parts)
+    # The project's own files only: target/ holds every run's artifacts and is not walked.
+    folders = [DBT_PROJECT_DIR / d for d in ("models", "macros", "seeds", "tests")]
+    sources = [p for d in folders for ext in ("*.sql", "*.yml", "*.csv") for p in d.rglob(ext)]
+    sources += [DBT_PROJECT_DIR / "dbt_project.yml", DBT_PROJECT_DIR / "profiles.yml"]
+    return any(p.stat().st_mtime > built for p in sources if p.exists())
 
 
 @cache
@@ -108,6 +111,7 @@ def warehouse_assets() -> dg.AssetsDefinition:
         if reseed:
             record_seeds(warehouse, seeds)
         keep_partial_parse(invocation.target_path, project)
+        prune_run_targets(Path(invocation.target_path).parent)
 
     return _warehouse
 
@@ -186,6 +190,18 @@ class WarehouseDbtResource(DbtCliResource):
 
     def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:
         return None
+
+
+# dagster-dbt gives every run its own target folder (manifest, run results, logs: ~10 MB);
+# the newest are kept for inspection, the older removed so a daily pipeline's disk stays flat.
+KEPT_RUN_TARGETS = 10
+
+
+def prune_run_targets(target_root: Path, keep: int = KEPT_RUN_TARGETS) -> None:
+    runs = sorted((p for p in target_root.glob("warehouse-*") if p.is_dir()),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in runs[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def dbt_resource() -> DbtCliResource:

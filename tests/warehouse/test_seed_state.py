@@ -58,3 +58,17 @@ def test_second_daily_build_skips_the_loaded_seeds(tmp_path: Path) -> None:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         # Still there from the first build: 13 list prices, as the seed file holds.
         assert con.sql("select count(*) from api_prices").fetchall() == [(13,)]
+
+
+def test_old_run_targets_are_removed_newest_kept(tmp_path: Path) -> None:
+    import os
+
+    for i in range(13):
+        run = tmp_path / f"warehouse-run{i:02d}-x"
+        run.mkdir()
+        (run / "manifest.json").write_text("{}")
+        os.utime(run, (1_000_000 + i, 1_000_000 + i))
+    (tmp_path / "partial_parse.msgpack").write_text("kept")
+    wh.prune_run_targets(tmp_path, keep=10)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["partial_parse.msgpack"] + [f"warehouse-run{i:02d}-x" for i in range(3, 13)]
