@@ -108,6 +108,8 @@ def _finish(results: pl.DataFrame, self_hosted_deployments: frozenset[str],
         pl.col("api_key_id").alias("api_key"),
         pl.format('["service_tier:{}"]', pl.col("service_tier").fill_null("standard"))
         .alias("tags"),
+        # The report counts tokens, not requests: the row stands for an unknown number.
+        pl.lit("0").alias("request_count"),
         # Anthropic's counts are already disjoint: no subtraction.
         pl.col("uncached_input_tokens").alias("input_tokens"),
         pl.col("cache_read_input_tokens").alias("cache_read_tokens"),

@@ -56,8 +56,10 @@ from connectors.result import ParseResult, SourceFormatError
 from connectors.schemas import GATEWAY_REQUESTS, QUARANTINE, TS, conform
 
 SOURCE = "generic"
+# Counts (whole, not negative): the token buckets, and how many requests a row stands for
+# (1 when not mapped: one row, one request).
 TOKEN_FIELDS = ["input_tokens", "input_uncached_tokens", "cache_read_tokens",
-                "cache_write_tokens", "output_tokens", "reasoning_tokens"]
+                "cache_write_tokens", "output_tokens", "reasoning_tokens", "request_count"]
 # Fields a mapping may name, besides the token counts.
 TEXT_FIELDS = ["request_id", "ts_start", "ts_end", "provider", "model_requested",
                "model_served", "deployment", "customer_id", "team_id", "project_id", "api_key",
@@ -292,6 +294,7 @@ def _normalize(df: pl.DataFrame, source: str, self_hosted_deployments: frozenset
         pl.col("_cache_write_tokens").fill_null(0).alias("cache_write_tokens"),
         pl.col("_output_tokens").fill_null(0).alias("output_tokens"),
         pl.col("_reasoning_tokens").fill_null(0).alias("reasoning_tokens"),
+        pl.col("_request_count").fill_null(1).alias("request_count"),
         pl.col("_cost").alias("gateway_reported_cost"),
     )
     out = out.with_columns(sha256_hex(pl.col("_api_key"), out["_api_key"]).alias("api_key_hash")

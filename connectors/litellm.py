@@ -760,6 +760,7 @@ def _normalize(
         blank(pl.col("request_tags")).alias("tags"),
         status.str.to_lowercase().alias("status"),
         pl.col("cache_hit").str.to_lowercase().is_in(["true", "1"]).alias("gateway_cache_hit"),
+        pl.lit(1, pl.Int64).alias("request_count"),
         # LiteLLM reports usage the OpenAI way: prompt_tokens counts every input token,
         # cached ones included. For Anthropic, LiteLLM's AnthropicConfig.calculate_usage
         # builds prompt_tokens = input_tokens + cache_creation_input_tokens

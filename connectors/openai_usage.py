@@ -14,8 +14,7 @@ aggregates: one result is the usage of `num_model_requests` requests in one time
 one group (model x project x API key x batch x user x service tier, as grouped). Each
 result becomes one gateway_requests row at bucket grain: ts_start/ts_end are the bucket,
 request_id is a stable hash of bucket and group, so a bucket pulled twice (overlapping
-pulls) is counted once. The request count travels in `tags` as `num_model_requests:N`
-until gateway_requests has a column for it.
+pulls) is counted once. `num_model_requests` becomes the row's `request_count`.
 
 `input_tokens` includes `input_cached_tokens` (and the cache writes of models that bill
 them, `input_cache_write_tokens` where present), so the uncached bucket is the difference.
@@ -127,9 +126,9 @@ def _finish(results: pl.DataFrame, self_hosted_deployments: frozenset[str],
         pl.col("project_id"),
         pl.col("api_key_id").alias("api_key"),
         pl.col("user_id"),
-        pl.format('["num_model_requests:{}","batch:{}"]',
-                  pl.col("num_model_requests").fill_null("0"),
-                  pl.col("batch").fill_null("false").str.to_lowercase()).alias("tags"),
+        pl.format('["batch:{}"]', pl.col("batch").fill_null("false").str.to_lowercase())
+        .alias("tags"),
+        pl.col("num_model_requests").fill_null("0").alias("request_count"),
         pl.col("input_tokens"),
         pl.col("input_cached_tokens").alias("cache_read_tokens"),
         pl.col("input_cache_write_tokens").alias("cache_write_tokens"),

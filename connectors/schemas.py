@@ -120,6 +120,10 @@ GATEWAY_REQUESTS: dict[str, pl.DataType] = {
     "tags": pl.String,  # JSON list text
     "status": pl.String,  # success, failure
     "gateway_cache_hit": pl.Boolean,
+    # Requests the row stands for: 1 for a logged request, N for a usage bucket (OpenAI's
+    # num_model_requests), 0 for usage reported without a count (Anthropic's usage report).
+    # Older lake files lack it; readers take a missing count as 1.
+    "request_count": pl.Int64,
     "input_uncached_tokens": pl.Int64,
     "cache_read_tokens": pl.Int64,
     "cache_write_tokens": pl.Int64,

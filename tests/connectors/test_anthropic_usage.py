@@ -51,6 +51,8 @@ def test_usage_report_maps_to_disjoint_buckets() -> None:
     haiku = rows["claude-haiku-4-5"]
     assert (haiku["input_uncached_tokens"], haiku["cache_write_tokens"]) == (10, 70)
     assert haiku["tags"] == '["service_tier:batch"]'
+    # The report counts tokens, not requests: no row claims a request count.
+    assert result.rows["request_count"].to_list() == [0, 0]
     assert result.quarantine["reason"].to_list() == ["negative input_tokens (-1)"]
     total = result.rows.select(pl.sum_horizontal("input_uncached_tokens", "cache_read_tokens",
                                                  "cache_write_tokens", "output_tokens")).sum()

@@ -60,6 +60,7 @@ def test_mapping_reads_nested_paths_into_disjoint_buckets() -> None:
         "acme-proxy", "anthropic", "cust_globex", "doc-summarize", "team-platform")
     assert r1["api_key_hash"] == hashlib.sha256(SECRET_KEY.encode()).hexdigest()
     assert str(r1["gateway_reported_cost"]) == "0.011925000000"
+    assert result.rows["request_count"].to_list() == [1, 1]  # unmapped: a row is a request
     reasons = dict(result.quarantine.select("row_number", "reason").iter_rows())
     assert reasons == {4: "line 4: not a JSON object",
                        5: "duplicate request_id 'r1' (first seen in gateway_logs/generic/acme/"
@@ -76,6 +77,9 @@ def test_openai_style_counts_and_salted_customers() -> None:
                                          "cache": {"read": 4000, "write": 1500}})).encode()
     row = read_generic_jsonl(data, mapping, source_file="b.jsonl", customer_salt="pepper").rows
     assert row["input_uncached_tokens"].to_list() == [200]
+    fields = dict(mapping["fields"], request_count="usage.output")
+    counted = read_generic_jsonl(data, dict(mapping, fields=fields), source_file="b.jsonl").rows
+    assert counted["request_count"].to_list() == [300]  # a mapped count is taken as given
     assert row["customer_id"].to_list() == [hashlib.sha256(b"peppercust_globex").hexdigest()[:16]]
 
 

@@ -58,9 +58,10 @@ def test_buckets_become_disjoint_rows_with_request_counts() -> None:
             big["output_tokens"]) == (40_000, 80_000, 0, 9_000)
     assert (big["ts_start"], big["ts_end"]) == (datetime(2026, 10, 1, tzinfo=UTC),
                                                 datetime(2026, 10, 1, 1, tzinfo=UTC))
-    assert json.loads(big["tags"]) == ["num_model_requests:310", "batch:false"]
-    assert json.loads(rows["gpt-4o-mini-2024-07-18"]["tags"]) == [
-        "num_model_requests:1000", "batch:true"]
+    # A bucket stands for its num_model_requests requests.
+    assert (big["request_count"], rows["gpt-4o-mini-2024-07-18"]["request_count"]) == (310, 1000)
+    assert json.loads(big["tags"]) == ["batch:false"]
+    assert json.loads(rows["gpt-4o-mini-2024-07-18"]["tags"]) == ["batch:true"]
     assert big["provider"] == "openai" and big["project_id"] == "proj_support"
     assert big["api_key_hash"] == hashlib.sha256(b"key_live_1").hexdigest()
     assert big["request_id"].startswith("openai-usage-") and big["feature"] == "unknown"

@@ -1,5 +1,6 @@
 -- Gateway requests of the run window summed to the mart grain. Only successful requests
--- carry tokens (and therefore cost); failures are counted.
+-- carry tokens (and therefore cost); failures are counted. A row can stand for several
+-- requests (a usage-API bucket): requests are summed from request_count, not rows counted.
 
 with
 
@@ -21,6 +22,7 @@ keyed as (
         coalesce(customer_id, 'unknown') as customer_id,
         coalesce(feature, 'unknown') as feature,
         case when status = 'success' then 1 else 0 end as is_success,
+        coalesce(request_count, 1) as request_count,
         coalesce(input_uncached_tokens, 0) as input_uncached_tokens,
         coalesce(cache_read_tokens, 0) as cache_read_tokens,
         coalesce(cache_write_tokens, 0) as cache_write_tokens,
@@ -39,8 +41,8 @@ select
     deployment,
     customer_id,
     feature,
-    cast(sum(is_success) as bigint) as requests,
-    cast(sum(1 - is_success) as bigint) as failed_requests,
+    cast(sum(is_success * request_count) as bigint) as requests,
+    cast(sum((1 - is_success) * request_count) as bigint) as failed_requests,
     cast(sum(is_success * input_uncached_tokens) as bigint) as input_uncached_tokens,
     cast(sum(is_success * cache_read_tokens) as bigint) as cache_read_tokens,
     cast(sum(is_success * cache_write_tokens) as bigint) as cache_write_tokens,

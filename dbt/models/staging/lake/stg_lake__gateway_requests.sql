@@ -29,6 +29,8 @@ renamed as (
         tags,
         status,
         gateway_cache_hit,
+        -- Files written before the column existed read as null: one row, one request.
+        cast(coalesce(request_count, 1) as bigint) as request_count,
         cast(input_uncached_tokens as bigint) as input_uncached_tokens,
         cast(cache_read_tokens as bigint) as cache_read_tokens,
         cast(cache_write_tokens as bigint) as cache_write_tokens,
