@@ -42,6 +42,23 @@ def _range_tags(first: date, last: date) -> dict[str, str]:
     }
 
 
+def run_logging_is_thread_safe(instance: dg.DagsterInstance) -> bool:
+    """Whether a run on `instance` can start while another run emits in another thread.
+
+    At the start of every run on an instance with settings (a DAGSTER_HOME with a
+    dagster.yaml), Dagster calls `logging.config.dictConfig` to build the Python log
+    handlers that dagster.yaml may name, even when it names none. dictConfig closes every
+    handler in the process while it holds logging's module lock, and so deadlocks against a
+    run that is emitting in another thread (seen here: the CLI's ingestion hung). With no
+    handlers named the call builds nothing, so it is skipped on this instance and the runs
+    can go side by side; with handlers named, they go one after the other.
+    """
+    if instance.get_python_log_dagster_handler_config():
+        return False
+    instance.get_yaml_python_handlers = lambda: []  # type: ignore[method-assign]  # what dictConfig would return
+    return True
+
+
 def run_range(
     settings: Settings,
     start: date,
@@ -64,6 +81,7 @@ def run_range(
     instance = instance or dg.DagsterInstance.ephemeral()
     telemetry_instance = telemetry_instance or dg.DagsterInstance.ephemeral()
     runs = 0
+    side_by_side = run_logging_is_thread_safe(instance) and run_logging_is_thread_safe(telemetry_instance)
     others = [a for a in INGESTION_ASSETS if a not in TELEMETRY_ASSETS] + PRICE_ASSETS
     for i in range(0, len(days), chunk_days):
         chunk = days[i : i + chunk_days]
@@ -73,11 +91,15 @@ def run_range(
         def ingest(assets: list, on: dg.DagsterInstance, tags: dict[str, str] = tags) -> None:
             dg.materialize(assets, resources=res, instance=on, run_config=QUIET_RUN_CONFIG, tags=tags)
 
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest") as pool:
-            jobs = [pool.submit(ingest, TELEMETRY_ASSETS, telemetry_instance),
-                    pool.submit(ingest, others, instance)]
-            for done in jobs:
-                done.result()  # a failed run raises here, after both have finished
+        if side_by_side:
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest") as pool:
+                jobs = [pool.submit(ingest, TELEMETRY_ASSETS, telemetry_instance),
+                        pool.submit(ingest, others, instance)]
+                for done in jobs:
+                    done.result()  # a failed run raises here, after both have finished
+        else:
+            ingest(TELEMETRY_ASSETS, telemetry_instance)
+            ingest(others, instance)
         runs += 2
         if on_chunk:
             on_chunk(chunk)
