@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -145,6 +146,12 @@ def _peak_mb() -> float:
     return float("nan")
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process (all its threads) and of its finished children (dbt)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _reset_peak() -> None:
     """Start a new peak-RSS measurement (Linux: writing 5 to clear_refs resets VmHWM)."""
     Path("/proc/self/clear_refs").write_text("5")
@@ -158,10 +165,11 @@ def child_pipeline(work: Path) -> dict:
     settings = Settings(landing=str(work / "landing"), lake=str(work / "lake"),
                         warehouse=str(work / "warehouse.duckdb"))
     marks: dict[str, float] = {}
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_s()
 
     def ingested(_days: list[date]) -> None:
         marks["ingest_s"] = time.perf_counter() - started
+        marks["ingest_cpu_s"] = _cpu_s() - cpu_started
         marks["ingest_peak_mb"] = _peak_mb()
         _reset_peak()
 
@@ -177,9 +185,11 @@ def child_pipeline(work: Path) -> dict:
             for stat in on.get_run_step_stats(run.run_id):
                 if stat.start_time and stat.end_time:
                     steps[stat.step_key] = round(stat.end_time - stat.start_time, 1)
+    cpu = _cpu_s() - cpu_started
     return {"ingest_s": marks["ingest_s"], "ingest_peak_mb": marks["ingest_peak_mb"],
             "warehouse_s": total - marks["ingest_s"], "warehouse_peak_mb": _peak_mb(),
-            "total_s": total, "steps": steps}
+            "total_s": total, "steps": steps, "ingest_cpu_s": marks["ingest_cpu_s"],
+            "warehouse_cpu_s": cpu - marks["ingest_cpu_s"], "cpu_s": cpu}
 
 
 LOWER_BOUND_SQL = """
@@ -364,6 +374,12 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GB, {platform.system()} {platform.release()}; load average {load} at the end"
 
 
+def _cpu(run: dict, stage: str) -> str:
+    """CPU seconds of a stage and how many of the cores it kept busy on average."""
+    cpu, wall = run.get(f"{stage}_cpu_s" if stage else "cpu_s"), run[f"{stage}_s" if stage else "total_s"]
+    return "" if cpu is None else f"{cpu:.1f} ({cpu / wall:.2f})"
+
+
 def report(scale: float, generated: dict, gen_s: float, day1: dict, bound: dict,
            history: dict[int, dict]) -> str:
     ratio = day1["total_s"] / bound["raw_s"]
@@ -374,12 +390,12 @@ def report(scale: float, generated: dict, gen_s: float, day1: dict, bound: dict,
         (f"Generated in {gen_s:.1f} s: {generated['requests']:,} requests in {generated['gateway_files']} "
          f"files, {generated['gpus']:,} GPUs ({generated['samples']:,} DCGM samples), "
          f"{generated['bill_lines']:,} CUR lines, {generated['inventory_rows']} inventory rows."), "",
-        "| stage | wall s | peak RSS MB |", "| --- | --- | --- |",
-        f"| ingestion (4 assets) | {day1['ingest_s']:.1f} | {day1['ingest_peak_mb']:,.0f} |",
-        f"| warehouse (dbt build), anomalies, export | {day1['warehouse_s']:.1f} | {day1['warehouse_peak_mb']:,.0f} |",
-        f"| **end to end** | **{day1['total_s']:.1f}** | **{peak:,.0f}** |",
-        f"| DuckDB lower bound: one query over the raw files | {bound['raw_s']:.1f} | {bound['raw_peak_mb']:,.0f} |",
-        f"| DuckDB query over the lake (after ingestion) | {bound['total_s']:.2f} | {bound['peak_mb']:,.0f} |",
+        "| stage | wall s | CPU s (cores busy) | peak RSS MB |", "| --- | --- | --- | --- |",
+        f"| ingestion (4 assets) | {day1['ingest_s']:.1f} | {_cpu(day1, 'ingest')} | {day1['ingest_peak_mb']:,.0f} |",
+        f"| warehouse (dbt build), anomalies, export | {day1['warehouse_s']:.1f} | {_cpu(day1, 'warehouse')} | {day1['warehouse_peak_mb']:,.0f} |",
+        f"| **end to end** | **{day1['total_s']:.1f}** | {_cpu(day1, '')} | **{peak:,.0f}** |",
+        f"| DuckDB lower bound: one query over the raw files | {bound['raw_s']:.1f} | | {bound['raw_peak_mb']:,.0f} |",
+        f"| DuckDB query over the lake (after ingestion) | {bound['total_s']:.2f} | | {bound['peak_mb']:,.0f} |",
         "",
         "Steps (wall s): " + ", ".join(f"{k} {v:g}" for k, v in sorted(
             day1.get("steps", {}).items(), key=lambda kv: -kv[1])) + ".",
