@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from packaging import version
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from packaging import version
 
 from assets.partitions import DAILY, dbt_vars_for_window
 from assets.resources import StorageResource

@@ -55,7 +55,7 @@ def run_logging_is_thread_safe(instance: dg.DagsterInstance) -> bool:
     """
     if instance.get_python_log_dagster_handler_config():
         return False
-    instance.get_yaml_python_handlers = lambda: []  # type: ignore[method-assign]  # what dictConfig would return
+    instance.get_yaml_python_handlers = list  # type: ignore[method-assign]  # [], as dictConfig would give
     return True
 
 
