@@ -99,8 +99,11 @@ def warehouse_assets() -> dg.AssetsDefinition:
                       dbt_vars_for_window(window.start, window.end).items()}
         warehouse = Path(storage.warehouse)
         seeds = seed_fingerprint()
-        reseed = not seeds_loaded(warehouse, seeds)
-        args = [*DAILY_BUILD_ARGS] + ([] if reseed else ["--exclude", "resource_type:seed"])
+        # A whole build skips seeds already loaded; a selection (a seed picked in the UI to
+        # reload, say) runs as selected.
+        full_build = not context.is_subset
+        skip_seeds = full_build and seeds_loaded(warehouse, seeds)
+        args = [*DAILY_BUILD_ARGS] + (["--exclude", "resource_type:seed"] if skip_seeds else [])
         os.environ.update(window_env)
         try:
             invocation = dbt.cli(args, context=context)
@@ -108,7 +111,7 @@ def warehouse_assets() -> dg.AssetsDefinition:
         finally:
             for name in window_env:
                 os.environ.pop(name, None)
-        if reseed:
+        if full_build and not skip_seeds:
             record_seeds(warehouse, seeds)
         keep_partial_parse(invocation.target_path, project)
         prune_run_targets(Path(invocation.target_path).parent)
