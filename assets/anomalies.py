@@ -90,19 +90,62 @@ def daily_inputs(con: duckdb.DuckDBPyConnection, start: date, end: date) -> tupl
     return observations, leaves
 
 
-def hourly_inputs(
-    con: duckdb.DuckDBPyConnection, lake: Path, start: date, end: date
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Hourly spend per leaf from the gateway requests in the lake, priced at known rates.
+HOURLY_TOKENS_TABLE = "anomaly_hourly_tokens"
 
-    The rate of a deployment on day d is its busy cost per token on the latest day before
-    d in `cost_per_token_daily` (the first known day's rate before any exists).
+
+def hourly_tokens(con: duckdb.DuckDBPyConnection, lake: Path, start: date, end: date, *,
+                  recompute_from: date | None = None, keep: bool = False) -> pl.DataFrame:
+    """Successful tokens per hour and leaf over [start, end), from the gateway requests.
+
+    With `keep`, each day's sums are stored in HOURLY_TOKENS_TABLE, and days before
+    `recompute_from` are read back from it instead of from the lake: the hourly baseline
+    looks back 35 days, and summing 35 days of a 10-million-request day from the lake on
+    every run would make a day's cost grow with its history. Days from `recompute_from` on
+    (the run's window) are always summed again, so a rerun for late data replaces them.
     """
-    files = [p for d in _days(start, end) for p in (lake / "gateway_requests" / f"date={d}").glob("*.parquet")]
-    empty = pl.DataFrame(schema={"period": pl.Datetime("us", "UTC"), **{d: pl.String for d in HOURLY_DIMENSIONS}, "value": pl.Float64})
+    days = _days(start, end)
+    fresh = set(days) if recompute_from is None or not keep else {d for d in days if d >= recompute_from}
+    kept = pl.DataFrame(schema=_HOURLY_TOKENS_SCHEMA)
+    if keep and _table_exists(con, HOURLY_TOKENS_TABLE):
+        kept = con.sql(
+            f"select * from {HOURLY_TOKENS_TABLE} where usage_date >= ? and usage_date < ?",
+            params=[start, end]).pl().cast(_HOURLY_TOKENS_SCHEMA)
+        kept = kept.filter(~pl.col("usage_date").is_in(sorted(fresh)))
+    fresh |= set(days) - set(kept["usage_date"].unique().to_list())  # days not kept yet
+    summed = _sum_hourly_tokens(lake, sorted(fresh))
+    if keep and fresh:
+        con.execute(f"create table if not exists {HOURLY_TOKENS_TABLE} (period timestamptz, "
+                    "provider varchar, deployment varchar, customer varchar, feature varchar, "
+                    "tokens double, usage_date date)")
+        con.execute("begin transaction")
+        try:
+            con.execute(f"delete from {HOURLY_TOKENS_TABLE} where usage_date in "
+                        f"(select unnest(?::date[]))", [sorted(fresh)])
+            con.register("summed_tokens", summed.to_arrow())
+            con.execute(f"insert into {HOURLY_TOKENS_TABLE} by name select * from summed_tokens")
+            con.unregister("summed_tokens")
+            con.execute("commit")
+        except Exception:
+            con.execute("rollback")
+            raise
+    return pl.concat([kept, summed], how="vertical_relaxed")
+
+
+_HOURLY_TOKENS_SCHEMA = {"period": pl.Datetime("us", "UTC"), "provider": pl.String,
+                         "deployment": pl.String, "customer": pl.String, "feature": pl.String,
+                         "tokens": pl.Float64, "usage_date": pl.Date}
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return con.sql("select count(*) from information_schema.tables where table_name = ?",
+                   params=[table]).fetchall()[0][0] > 0
+
+
+def _sum_hourly_tokens(lake: Path, days: list[date]) -> pl.DataFrame:
+    files = [p for d in days for p in (lake / "gateway_requests" / f"date={d}").glob("*.parquet")]
     if not files:
-        return ad.series_from_leaves(empty, metric=ad.ESTIMATED_COST, dimensions=HOURLY_DIMENSIONS), empty
-    tokens = (
+        return pl.DataFrame(schema=_HOURLY_TOKENS_SCHEMA)
+    return (
         pl.scan_parquet(files)
         .filter(pl.col("status") == "success")
         .group_by(
@@ -116,7 +159,25 @@ def hourly_inputs(
         )
         .with_columns(usage_date=pl.col("period").dt.date())
         .collect()
+        .cast(_HOURLY_TOKENS_SCHEMA)
+        .select(list(_HOURLY_TOKENS_SCHEMA))
     )
+
+
+def hourly_inputs(
+    con: duckdb.DuckDBPyConnection, lake: Path, start: date, end: date, *,
+    recompute_from: date | None = None, keep: bool = False,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Hourly spend per leaf from the gateway requests in the lake, priced at known rates.
+
+    The rate of a deployment on day d is its busy cost per token on the latest day before
+    d in `cost_per_token_daily` (the first known day's rate before any exists). Token sums
+    come from `hourly_tokens` (`recompute_from`, `keep`: see there).
+    """
+    empty = pl.DataFrame(schema={"period": pl.Datetime("us", "UTC"), **{d: pl.String for d in HOURLY_DIMENSIONS}, "value": pl.Float64})
+    tokens = hourly_tokens(con, lake, start, end, recompute_from=recompute_from, keep=keep)
+    if not tokens.height:
+        return ad.series_from_leaves(empty, metric=ad.ESTIMATED_COST, dimensions=HOURLY_DIMENSIONS), empty
     rates = con.sql(
         """
         select usage_date, deployment,
@@ -150,14 +211,20 @@ def detect_window(
     daily: ad.DetectorSettings = ad.DAILY_SETTINGS,
     hourly: ad.DetectorSettings | None = ad.HOURLY_SETTINGS,
     planned: Sequence[ad.PlannedEvent] = (),
+    keep_hourly_tokens: bool = False,
 ) -> pl.DataFrame:
-    """The alerts of the days [start, end), judged against the history before them."""
+    """The alerts of the days [start, end), judged against the history before them.
+
+    `keep_hourly_tokens` (the asset's setting; it needs a writable connection) stores each
+    day's hourly token sums in the warehouse and reads the history's back from there.
+    """
     history_start = start - timedelta(days=DAILY_LOOKBACK_DAYS)
     observations, leaves = daily_inputs(con, history_start, end)
     found = [ad.detect(observations, _days(history_start, end), settings=daily, grain="day", leaves=leaves, planned=planned)]
     if hourly is not None:
         hourly_start = start - timedelta(days=HOURLY_LOOKBACK_DAYS)
-        obs_h, leaves_h = hourly_inputs(con, lake, hourly_start, end)
+        obs_h, leaves_h = hourly_inputs(con, lake, hourly_start, end, recompute_from=start,
+                                        keep=keep_hourly_tokens)
         hours = [
             datetime(d.year, d.month, d.day, h, tzinfo=UTC)
             for d in _days(hourly_start, end) for h in range(24)
@@ -240,7 +307,7 @@ def cost_anomalies(context: dg.AssetExecutionContext, storage: StorageResource):
     window = context.partition_time_window
     start, end = window.start.date(), window.end.date()
     with duckdb.connect(storage.warehouse) as con:
-        alerts = detect_window(con, storage.lake_path, start, end)
+        alerts = detect_window(con, storage.lake_path, start, end, keep_hourly_tokens=True)
         write_alerts(con, alerts, start, end)
     yield dg.MaterializeResult(
         metadata={

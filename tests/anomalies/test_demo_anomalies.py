@@ -97,3 +97,34 @@ def _day(warehouse: Path, day: date) -> list[tuple]:
         return sorted(con.execute(
             "select * exclude (detected_at) from cost_anomalies where usage_date = ?", [day]
         ).fetchall(), key=repr)
+
+
+def test_hourly_token_sums_are_kept_and_only_the_window_is_summed_again(demo: Path, tmp_path: Path) -> None:
+    """The asset keeps each day's hourly token sums in the warehouse: the 35-day hourly
+    history is read back from there, the window is summed from the lake again, and the
+    alerts are the same as when everything is summed from the lake."""
+    from assets.anomalies import HOURLY_TOKENS_TABLE
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(demo / "warehouse.duckdb", warehouse)
+    window = (date(2026, 10, 11), date(2026, 10, 12))
+    columns = ["period_start", "grain", "metric", "dimension", "key", "rule", "severity", "status", "dedup_key"]
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(f"drop table if exists {HOURLY_TOKENS_TABLE}")
+        summed = detect_window(con, demo / "lake", *window).select(columns).sort(columns)
+        kept_first = detect_window(con, demo / "lake", *window, keep_hourly_tokens=True)
+        per_day = dict(con.sql(f"select usage_date, sum(tokens) from {HOURLY_TOKENS_TABLE} group by 1").fetchall())
+        # Tamper with a history day and a window day: the first is read back, the second redone.
+        con.execute(f"update {HOURLY_TOKENS_TABLE} set tokens = 0 where usage_date in ('2026-10-05', '2026-10-11')")
+        kept_again = detect_window(con, demo / "lake", *window, keep_hourly_tokens=True)
+        after = dict(con.sql(f"select usage_date, sum(tokens) from {HOURLY_TOKENS_TABLE} group by 1").fetchall())
+    assert kept_first.select(columns).sort(columns).equals(summed)
+    lake_day = (pl.scan_parquet(demo / "lake" / "gateway_requests" / "date=2026-10-05" / "*.parquet")
+                .filter(pl.col("status") == "success")
+                .select(pl.sum_horizontal("input_uncached_tokens", "cache_read_tokens",
+                                          "cache_write_tokens", "output_tokens").sum()).collect().item())
+    assert per_day[date(2026, 10, 5)] == lake_day
+    assert date(2026, 9, 6) <= min(per_day) and max(per_day) == date(2026, 10, 11)  # 35 days back
+    assert after[date(2026, 10, 5)] == 0  # read back, not summed again
+    assert after[date(2026, 10, 11)] == per_day[date(2026, 10, 11)]  # the window, summed again
+    assert kept_again.height > 0
