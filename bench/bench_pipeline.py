@@ -334,8 +334,9 @@ def make_history(work: Path, days: int) -> None:
 
 
 def build_history_marts(work: Path, days: int) -> None:
-    """The marts of the history days, in one dbt run, and their exports, as the daily runs
-    that built those days would have published them (set-up, not measured). dbt runs in a
+    """The marts of the history days, in one dbt run, their exports and the anomaly
+    detector's kept hourly token sums, as the daily runs that built those days would have
+    left them (set-up, not measured). dbt runs in a
     separate process: dbt-duckdb keeps its connection, and with it the file lock, for its
     process."""
     env = {**os.environ, "INFERLEDGER_LAKE": str(work / "lake"),
@@ -352,6 +353,14 @@ def build_history_marts(work: Path, days: int) -> None:
     from assets.exports import _mart_keys, publish_exports
 
     publish_exports(work / "warehouse.duckdb", work / "lake", [k.path[-1] for k in _mart_keys()])
+    # The hourly token sums each day's anomaly run keeps (assets.anomalies.hourly_tokens).
+    import duckdb
+
+    from assets.anomalies import hourly_tokens
+
+    first = DAY - timedelta(days=days)
+    with duckdb.connect(str(work / "warehouse.duckdb")) as con:
+        hourly_tokens(con, work / "lake", first, DAY, recompute_from=first, keep=True)
 
 
 def _child(kind: str, work: Path) -> dict:
