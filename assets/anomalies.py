@@ -117,17 +117,8 @@ def hourly_tokens(con: duckdb.DuckDBPyConnection, lake: Path, start: date, end: 
         con.execute(f"create table if not exists {HOURLY_TOKENS_TABLE} (period timestamptz, "
                     "provider varchar, deployment varchar, customer varchar, feature varchar, "
                     "tokens double, usage_date date)")
-        con.execute("begin transaction")
-        try:
-            con.execute(f"delete from {HOURLY_TOKENS_TABLE} where usage_date in "
-                        f"(select unnest(?::date[]))", [sorted(fresh)])
-            con.register("summed_tokens", summed.to_arrow())
-            con.execute(f"insert into {HOURLY_TOKENS_TABLE} by name select * from summed_tokens")
-            con.unregister("summed_tokens")
-            con.execute("commit")
-        except Exception:
-            con.execute("rollback")
-            raise
+        _replace_rows(con, HOURLY_TOKENS_TABLE, "usage_date in (select unnest(?::date[]))",
+                      [sorted(fresh)], summed)
     return pl.concat([kept, summed], how="vertical_relaxed")
 
 
@@ -244,12 +235,18 @@ def write_alerts(con: duckdb.DuckDBPyConnection, alerts: pl.DataFrame, start: da
         detected_at=pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")),
     )
     con.execute(TABLE_DDL)
+    _replace_rows(con, TABLE, "usage_date >= ? and usage_date < ?", [start, end], frame)
+
+
+def _replace_rows(con: duckdb.DuckDBPyConnection, table: str, where: str, params: list,
+                  frame: pl.DataFrame) -> None:
+    """Delete the rows `where` selects and insert `frame` (by column name), in one transaction."""
     con.execute("begin transaction")
     try:
-        con.execute(f"delete from {TABLE} where usage_date >= ? and usage_date < ?", [start, end])
-        con.register("new_alerts", frame.to_arrow())
-        con.execute(f"insert into {TABLE} by name select * from new_alerts")
-        con.unregister("new_alerts")
+        con.execute(f"delete from {table} where {where}", params)
+        con.register("replacement_rows", frame.to_arrow())
+        con.execute(f"insert into {table} by name select * from replacement_rows")
+        con.unregister("replacement_rows")
         con.execute("commit")
     except Exception:
         con.execute("rollback")
