@@ -22,7 +22,7 @@ import polars as pl
 from assets import anomaly_detection as ad
 from assets.partitions import DAILY
 from assets.resources import StorageResource
-from assets.warehouse import WAREHOUSE_POOL
+from assets.warehouse import WAREHOUSE_POOL, table_exists
 
 # Enough history for 8 same-weekday points, or 5 weeks of hours, before the window.
 DAILY_LOOKBACK_DAYS = 8 * 7 + 28
@@ -104,9 +104,10 @@ def hourly_tokens(con: duckdb.DuckDBPyConnection, lake: Path, start: date, end: 
     (the run's window) are always summed again, so a rerun for late data replaces them.
     """
     days = _days(start, end)
-    fresh = set(days) if recompute_from is None or not keep else {d for d in days if d >= recompute_from}
+    # Without kept sums every day is summed; with them, the window and days not kept yet.
+    fresh = {d for d in days if not keep or recompute_from is None or d >= recompute_from}
     kept = pl.DataFrame(schema=_HOURLY_TOKENS_SCHEMA)
-    if keep and _table_exists(con, HOURLY_TOKENS_TABLE):
+    if keep and table_exists(con, HOURLY_TOKENS_TABLE):
         kept = con.sql(
             f"select * from {HOURLY_TOKENS_TABLE} where usage_date >= ? and usage_date < ?",
             params=[start, end]).pl().cast(_HOURLY_TOKENS_SCHEMA)
@@ -125,11 +126,6 @@ def hourly_tokens(con: duckdb.DuckDBPyConnection, lake: Path, start: date, end: 
 _HOURLY_TOKENS_SCHEMA = {"period": pl.Datetime("us", "UTC"), "provider": pl.String,
                          "deployment": pl.String, "customer": pl.String, "feature": pl.String,
                          "tokens": pl.Float64, "usage_date": pl.Date}
-
-
-def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return con.sql("select count(*) from information_schema.tables where table_name = ?",
-                   params=[table]).fetchall()[0][0] > 0
 
 
 def _sum_hourly_tokens(lake: Path, days: list[date]) -> pl.DataFrame:

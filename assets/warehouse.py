@@ -144,12 +144,16 @@ def seeds_loaded(warehouse: Path, fingerprint: str) -> bool:
     import duckdb
 
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        found = con.sql("select count(*) from information_schema.tables where table_name = ?",
-                        params=[SEED_STATE_TABLE]).fetchall()[0][0]
-        if not found:
+        if not table_exists(con, SEED_STATE_TABLE):
             return False
         rows = con.sql(f"select fingerprint from {SEED_STATE_TABLE}").fetchall()
     return rows == [(fingerprint,)]
+
+
+def table_exists(con: Any, table: str) -> bool:
+    """Whether the DuckDB connection's database has this table."""
+    return con.sql("select count(*) from information_schema.tables where table_name = ?",
+                   params=[table]).fetchall()[0][0] > 0
 
 
 def record_seeds(warehouse: Path, fingerprint: str) -> None:
