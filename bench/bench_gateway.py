@@ -9,14 +9,15 @@ with usage details, request tags, hashed key, empty bodies); 0.1 % of each file 
 request ids of the file before it, as overlapping exports do. Then, each in its own child
 process so that its peak RSS (resource.getrusage RUSAGE_CHILDREN) is its own:
 
-- **connector**: `litellm.iter_litellm` over the day (DuckDB's JSON reader streams each
-  file in batches, a batch ahead of polars' validation; bounded memory), every batch's rows and quarantine written as Parquet parts of
+- **connector**: `litellm.iter_litellm` over the day (DuckDB's JSON reader streams two
+  files at a time in batches, ahead of polars' validation; bounded memory), every batch's rows and quarantine written as Parquet parts of
   the day's lake partition, swapped into place at the end; checks rows_read == written + quarantined, the duplicates, and
   the token total against what was generated;
 - **bare read**: `polars.read_ndjson` of each file in turn (schema inferred, all fields),
   nothing else: the reference the issue names;
-- **DuckDB parse alone**: the connector's own reader (`litellm._stream`), every batch
-  handed to polars and dropped: the floor under the connector (inflate + JSON parse).
+- **DuckDB parse alone**: the connector's own reader (`litellm._stream`, two files at a
+  time as the connector reads them), every batch handed to polars and dropped: the floor
+  under the connector (inflate + JSON parse).
 
 Prints a markdown table with wall and CPU seconds of each child (CPU time is what to
 compare on a machine other jobs share). Targets: >= 500,000 rows/s, <= 2x the bare read,
@@ -203,12 +204,16 @@ def run_bare(workdir: Path) -> dict:
 
 def run_duckdb_floor(workdir: Path) -> dict:
     """The connector's own parse, nothing else: DuckDB's JSON reader over each file with the
-    connector's projection, every batch handed to polars. The floor under the connector."""
-    from connectors.litellm import _stream
+    connector's projection, two files at a time as the connector reads them, every batch
+    handed to polars. The floor under the connector."""
+    from connectors.landing import LocalStore
+    from connectors.litellm import _parsed_files, _prefetched
 
-    files = sorted((workdir / "landing").rglob("*.jsonl.gz"))
+    store = LocalStore(workdir / "landing")
+    keys = [o.key for o in store.list("gateway_logs/litellm")]
     started = time.perf_counter()
-    rows = sum(batch.height for f in files for batch in _stream(f))
+    rows = sum(batch.height for _, _, batches in _prefetched(_parsed_files(store, keys))
+               for batch in batches)
     return {"seconds": time.perf_counter() - started, "rows_read": rows}
 
 

@@ -232,22 +232,26 @@ def _parsed_files(store: LandingStore, keys: list[str]
         yield key, path, (_stream(path) if path is not None else iter(()))
 
 
-def _prefetched(files: Iterator[tuple[str, Path | None, Iterator[pl.DataFrame]]], depth: int = 2
+def _prefetched(files: Iterator[tuple[str, Path | None, Iterator[pl.DataFrame]]],
+                depth: int = 4, ahead: int = 1
                 ) -> Iterator[tuple[str, Path | None, Iterator[pl.DataFrame]]]:
-    """The same files, their batches parsed in a background thread up to `depth` ahead.
+    """The same files, their batches parsed in background threads: the current file and up
+    to `ahead` files after it at once, each at most `depth` batches ahead of its reader.
 
-    DuckDB's reader and polars both release the GIL, so parsing the next batch overlaps
-    validating and writing this one: on two cores a day of logs is a two-stage pipeline.
-    Files come out in order, each followed by its batches; a consumer that leaves a file's
-    batches unread skips to the next file.
+    DuckDB's reader (one thread a file) and polars both release the GIL, so parsing overlaps
+    validating and writing, and the next file parses while this one is read: on two cores
+    neither waits for the other. Files still come out in order, each followed by its
+    batches, so the first copy of a request id is the same as in a sequential read; a
+    consumer that leaves a file's batches unread skips to the next file.
     """
     import queue
     import threading
+    from collections import deque
 
-    q: queue.Queue = queue.Queue(maxsize=depth)
+    files = iter(files)
     stop = threading.Event()
 
-    def put(*item: object) -> bool:
+    def put(q: queue.Queue, *item: object) -> bool:
         while not stop.is_set():
             try:
                 q.put(item, timeout=0.1)
@@ -256,28 +260,32 @@ def _prefetched(files: Iterator[tuple[str, Path | None, Iterator[pl.DataFrame]]]
                 continue
         return False
 
-    def produce() -> None:
+    def produce(batches: Iterator[pl.DataFrame], q: queue.Queue) -> None:
         try:
-            for key, path, batches in files:
-                if not put("file", key, path):
+            for batch in batches:
+                if not put(q, "batch", batch):
                     return
-                try:
-                    for batch in batches:
-                        if not put("batch", batch):
-                            return
-                except _FastPathRefused as e:
-                    if not put("refused", e):
-                        return
-                if not put("end"):
-                    return
-            put("done")
+            put(q, "end")
+        except _FastPathRefused as e:
+            if put(q, "refused", e):
+                put(q, "end")
         except BaseException as e:  # noqa: BLE001 - raised again in the consumer
-            put("error", e)
+            put(q, "error", e)
 
-    thread = threading.Thread(target=produce, name="litellm-prefetch", daemon=True)
-    thread.start()
+    active: deque = deque()  # (key, path, queue, thread), in file order
 
-    def batches_of_current() -> Iterator[pl.DataFrame]:
+    def start_next() -> None:
+        item = next(files, None)
+        if item is None:
+            return
+        key, path, batches = item
+        q: queue.Queue = queue.Queue(maxsize=depth)
+        thread = threading.Thread(target=produce, args=(batches, q), daemon=True,
+                                  name=f"litellm-parse-{len(active)}")
+        thread.start()
+        active.append((key, path, q, thread))
+
+    def batches_of(q: queue.Queue) -> Iterator[pl.DataFrame]:
         while True:
             item = q.get()
             if item[0] == "batch":
@@ -292,22 +300,24 @@ def _prefetched(files: Iterator[tuple[str, Path | None, Iterator[pl.DataFrame]]]
                 raise item[1]
 
     try:
-        while True:
-            item = q.get()
-            if item[0] == "done":
-                return
-            if item[0] == "error":
-                raise item[1]
-            current = batches_of_current()
-            yield item[1], item[2], current
+        for _ in range(1 + ahead):
+            start_next()
+        while active:
+            key, path, q, thread = active[0]
+            current = batches_of(q)
+            yield key, path, current
             try:
                 for _ in current:  # batches the consumer did not read
                     pass
             except _FastPathRefused:
                 pass
+            active.popleft()
+            thread.join()
+            start_next()
     finally:
         stop.set()
-        thread.join(timeout=5)
+        for _, _, _, thread in active:
+            thread.join(timeout=5)
 
 
 class SpendLogReader:
