@@ -1,24 +1,30 @@
-"""Exports for BI tools: the marts as monthly Parquet, and a read-only `marts.duckdb` snapshot.
+"""Exports for BI tools: the marts as Parquet, one file a day, and a read-only `marts.duckdb` snapshot.
 
 A BI tool must never hold the working warehouse open: DuckDB lets one process write a
 file or many processes read it, never both, so an open dashboard would block the next
 dbt run. Each run therefore publishes copies that nobody writes in place:
 
-- `<lake parent>/exports/marts/<mart>/month=YYYY-MM/part-0.parquet`: every month the run
-  touched is rewritten whole from the mart and its file renamed over the old one, so a
-  reader sees the old month or the new one, never half of one.
-- `marts.duckdb` beside the warehouse: built as a temporary file, then renamed over the
-  old one. A tool holding the old file open keeps reading its consistent snapshot; its
-  next connection sees the new one. A run with a window starts from a copy of the previous
-  file and replaces only the window's months in it, so its cost does not grow with history.
+- `<lake parent>/exports/marts/<mart>/month=YYYY-MM/part-YYYY-MM-DD.parquet`: one file per
+  day of a dated mart (a mart without a date column: `month=all/part-0.parquet`, whole).
+  A run rewrites the days of its window, and any other day whose row count no longer
+  matches the warehouse's (a row that moved to another day, a day deleted), each file
+  renamed over the old one, so a reader sees the old day or the new one, never half of
+  one. A day's export costs the same on the 31st as on the 1st.
+- `marts.duckdb` beside the warehouse: another file is brought level, then renamed over
+  the old one. A tool holding the old file open keeps reading its consistent snapshot; its
+  next connection sees the new one. The file a run replaces is kept as the spare that the
+  next run brings level in place (see refresh_snapshot), so a run writes the rows of its
+  days, not a copy of the whole history.
 """
 
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -27,7 +33,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from assets.partitions import DAILY
+from assets.partitions import DAILY, days_in_window
 from assets.resources import StorageResource
 from assets.warehouse import WAREHOUSE_POOL, dbt_project, warehouse_assets
 
@@ -53,13 +59,14 @@ class MartDoc:
 @dataclass
 class ExportResult:
     marts: list[str]
-    months: list[str] | None  # None: every month was exported
+    days: list[date] | None  # the run's window; None: every day was exported
     parquet_dir: Path
     snapshot: Path
     warehouse_rows: dict[str, int]  # whole table
     snapshot_rows: dict[str, int]
-    warehouse_rows_in_months: dict[str, int]  # rows of the exported months
-    parquet_rows_in_months: dict[str, int]  # the same, read back from the published files
+    parquet_rows: dict[str, int]  # whole mart, from the published files' footers
+    warehouse_rows_in_window: dict[str, int]  # rows of the window's days (all rows without one)
+    parquet_rows_in_window: dict[str, int]  # the same, read back from the published files
 
     @property
     def mismatches(self) -> list[str]:
@@ -67,7 +74,8 @@ class ExportResult:
         return [
             m for m in self.marts
             if self.snapshot_rows.get(m) != self.warehouse_rows.get(m)
-            or self.parquet_rows_in_months.get(m) != self.warehouse_rows_in_months.get(m)
+            or self.parquet_rows.get(m) != self.warehouse_rows.get(m)
+            or self.parquet_rows_in_window.get(m) != self.warehouse_rows_in_window.get(m)
         ]
 
 
@@ -78,16 +86,6 @@ def marts_duckdb_path(warehouse: str | Path) -> Path:
 
 def exports_dir(lake: str | Path) -> Path:
     return Path(lake).resolve().parent / "exports" / "marts"
-
-
-def months_in_window(start: date, end: date) -> list[str]:
-    """The `YYYY-MM` months overlapping the half-open day window [start, end)."""
-    months: list[str] = []
-    first = start.replace(day=1)
-    while first < end:
-        months.append(f"{first:%Y-%m}")
-        first = (first + timedelta(days=32)).replace(day=1)
-    return months
 
 
 def mart_docs(manifest_path: str | Path) -> dict[str, MartDoc]:
@@ -147,73 +145,92 @@ def _date_column(columns: Sequence[tuple[str, str]]) -> tuple[str, str] | None:
     return dated[0] if dated else None
 
 
-def _month_expr(dated: tuple[str, str] | None) -> str:
-    """SQL for a row's `YYYY-MM` (`UNDATED_MONTH` for a table without a date column)."""
-    return f"strftime({_ident(dated[0])}, '%Y-%m')" if dated else _literal(UNDATED_MONTH)
+def _bound(column_type: str, day: date) -> str:
+    """SQL for midnight UTC starting `day`, in the column's own type."""
+    if column_type == "DATE":
+        text = day.isoformat()
+    elif "TIME ZONE" in column_type:
+        text = f"{day.isoformat()} 00:00:00+00"
+    else:
+        text = f"{day.isoformat()} 00:00:00"
+    return f"cast({_literal(text)} as {column_type})"
 
 
-def _month_start(month: str) -> date:
-    try:
-        return datetime.strptime(month, "%Y-%m").date()
-    except ValueError as exc:
-        raise ValueError(f"month {month!r} is not in YYYY-MM form") from exc
+def _days_filter(dated: tuple[str, str], days: Iterable[date]) -> str:
+    """SQL selecting the rows of `days`, as half-open ranges on the bare column.
 
-
-def _months_filter(dated: tuple[str, str], months: Sequence[str]) -> str:
-    """SQL selecting the rows of `months`, as half-open ranges on the bare column.
-
-    Ranges, not `strftime(...) in (...)`, so DuckDB skips row groups (and Parquet files)
-    outside the months by their min/max instead of reading the whole history.
+    Ranges (runs of consecutive days merged), not a cast of every row, so DuckDB skips row
+    groups outside them by their min/max instead of reading the whole history.
     """
     column, column_type = dated
-    starts = sorted({_month_start(m) for m in months})
     ranges: list[list[date]] = []
-    for start in starts:
-        end = (start + timedelta(days=32)).replace(day=1)
-        if ranges and ranges[-1][1] == start:
-            ranges[-1][1] = end
+    for day in sorted(set(days)):
+        if ranges and ranges[-1][1] == day:
+            ranges[-1][1] = day + timedelta(days=1)
         else:
-            ranges.append([start, end])
-
-    def bound(day: date) -> str:
-        if column_type == "DATE":
-            text = day.isoformat()
-        elif "TIME ZONE" in column_type:
-            text = f"{day.isoformat()} 00:00:00+00"
-        else:
-            text = f"{day.isoformat()} 00:00:00"
-        return f"cast({_literal(text)} as {column_type})"
-
-    conditions = [f"({_ident(column)} >= {bound(a)} and {_ident(column)} < {bound(b)})" for a, b in ranges]
+            ranges.append([day, day + timedelta(days=1)])
+    conditions = [f"({_ident(column)} >= {_bound(column_type, a)} and {_ident(column)} < {_bound(column_type, b)})"
+                  for a, b in ranges]
     return "(" + " or ".join(conditions) + ")" if conditions else "false"
 
 
-def _publish_month(new_dir: Path, target: Path) -> None:
-    """Rename the month's new files over the old ones; drop old files the new run lacks."""
-    new_files = sorted(new_dir.glob("*.parquet")) if new_dir.exists() else []
-    target.mkdir(parents=True, exist_ok=True)
-    for f in new_files:
-        os.replace(f, target / f.name)
-    keep = {f.name for f in new_files}
-    for old in target.glob("*.parquet"):
-        if old.name not in keep:
-            old.unlink()
-    if not keep:
-        target.rmdir()
+def _day_counts(con: duckdb.DuckDBPyConnection, table: str, dated: tuple[str, str]) -> dict[date, int]:
+    """Rows per (UTC) day of a dated table: one pass over its date column alone."""
+    rows = con.execute(
+        f"select cast({_ident(dated[0])} as date), count(*) from {table} "
+        f"where {_ident(dated[0])} is not null group by 1"
+    ).fetchall()
+    return dict(rows)
 
 
-def _month_dirs(mart_dir: Path) -> list[str]:
-    return sorted(p.name.removeprefix("month=") for p in mart_dir.glob("month=*")) if mart_dir.exists() else []
+def _days_to_refresh(window: Iterable[date] | None, source: dict[date, int], copy: dict[date, int]) -> set[date]:
+    """The days a copy must take again from its source: the run's window (every day when
+    None) and any day whose row count differs (a row moved to another day, a day deleted
+    by a run whose export did not complete)."""
+    days = set(source) | set(copy)
+    if window is None:
+        return days
+    return set(window) | {d for d in days if source.get(d, 0) != copy.get(d, 0)}
+
+
+_DAY_FILE = re.compile(r"^part-(\d{4}-\d{2}-\d{2})\.parquet$")
+
+
+def _day_file(mart_dir: Path, day: date) -> Path:
+    return mart_dir / f"month={day:%Y-%m}" / f"part-{day.isoformat()}.parquet"
+
+
+def _published_days(con: duckdb.DuckDBPyConnection, mart_dir: Path) -> tuple[dict[date, int], list[Path]]:
+    """Rows per day of a dated mart's published files (from the Parquet footers), and the
+    files that are not one day's (an older layout, or a stray): those are replaced."""
+    counts: dict[date, int] = {}
+    others: list[Path] = []
+    files = sorted(mart_dir.glob("month=*/*.parquet")) if mart_dir.exists() else []
+    day_files = []
+    for f in files:
+        match = _DAY_FILE.match(f.name)
+        if match and f.parent.name == f"month={match.group(1)[:7]}":
+            day_files.append((date.fromisoformat(match.group(1)), f))
+        else:
+            others.append(f)
+    if day_files:
+        rows = dict(con.execute(
+            "select file_name, num_rows from parquet_file_metadata(?)", [[str(f) for _, f in day_files]]
+        ).fetchall())
+        counts = {d: rows[str(f)] for d, f in day_files}
+    return counts, others
 
 
 def export_parquet(
-    warehouse: str | Path, out_dir: str | Path, marts: Sequence[str], months: Sequence[str] | None = None
+    warehouse: str | Path, out_dir: str | Path, marts: Sequence[str], days: Iterable[date] | None = None
 ) -> dict[str, int]:
-    """Write `marts` as `out_dir/<mart>/month=YYYY-MM/*.parquet`, replacing `months` whole.
+    """Write `marts` as `out_dir/<mart>/month=YYYY-MM/part-YYYY-MM-DD.parquet`, one file a day.
 
-    `months=None` exports every month (and removes months the mart no longer has). A
-    table without a date column is exported whole under `month=all`. Returns rows written
-    per mart.
+    `days` is the run's window: those days are written again, with any other day whose
+    published row count differs from the warehouse's (see _days_to_refresh); `None`
+    exports every day and removes days the mart no longer has. A day without rows has no
+    file. A table without a date column is exported whole under `month=all`. Returns the
+    rows written per mart.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -225,21 +242,46 @@ def export_parquet(
     try:
         with _connect_read_only(warehouse) as con:
             for mart in marts:
+                mart_dir = out_dir / mart
+                mart_dir.mkdir(exist_ok=True)  # there even while the mart has no rows
                 dated = _date_column(_columns(con, mart))
-                whole = months is None or dated is None
-                where = "" if whole else f"where {_months_filter(dated, months)}"
-                written[mart] = con.execute(
-                    f"copy (select *, {_month_expr(dated)} as month from {_ident(mart)} {where}) "
-                    f"to {_literal(staging / mart)} "
-                    "(format parquet, partition_by (month), filename_pattern 'part-{i}')"
-                ).fetchall()[0][0]
-                replaced = set(_month_dirs(staging / mart))
-                replaced |= set(_month_dirs(out_dir / mart)) if whole else set(months or ())
-                for m in sorted(replaced):
-                    _publish_month(staging / mart / f"month={m}", out_dir / mart / f"month={m}")
+                if dated is None:
+                    written[mart] = _copy_rows(con, f"select * from {_ident(mart)}", staging / f"{mart}.parquet")
+                    _publish(staging / f"{mart}.parquet", mart_dir / f"month={UNDATED_MONTH}" / "part-0.parquet")
+                    continue
+                source = _day_counts(con, _ident(mart), dated)
+                published, others = _published_days(con, mart_dir)
+                if others:  # files of an older layout: their months are written again as days
+                    months = {f.parent.name.removeprefix("month=") for f in others}
+                    published.update({d: -1 for d in source if f"{d:%Y-%m}" in months})
+                written[mart] = 0
+                for day in sorted(_days_to_refresh(days, source, published)):
+                    target = _day_file(mart_dir, day)
+                    if source.get(day, 0) == 0:
+                        target.unlink(missing_ok=True)
+                        continue
+                    staged = staging / f"{mart}-{day.isoformat()}.parquet"
+                    written[mart] += _copy_rows(
+                        con, f"select * from {_ident(mart)} where {_days_filter(dated, [day])}", staged)
+                    _publish(staged, target)
+                for f in others:
+                    f.unlink()
+                for month_dir in mart_dir.glob("month=*"):
+                    if month_dir.is_dir() and not any(month_dir.iterdir()):
+                        month_dir.rmdir()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return written
+
+
+def _copy_rows(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
+    """Write a query's rows to one Parquet file; returns their number."""
+    return con.execute(f"copy ({query}) to {_literal(path)} (format parquet)").fetchall()[0][0]
+
+
+def _publish(staged: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, target)
 
 
 def refresh_snapshot(
@@ -247,22 +289,41 @@ def refresh_snapshot(
     target: str | Path,
     marts: Sequence[str],
     docs: Mapping[str, MartDoc] | None = None,
-    months: Sequence[str] | None = None,
+    days: Iterable[date] | None = None,
 ) -> dict[str, int]:
-    """Write `marts` into a new DuckDB file and rename it over `target`. Returns rows per mart.
+    """Bring `marts` in a DuckDB file level with the warehouse and publish it as `target`
+    with a rename. Returns rows per mart.
 
-    With `months` and a previous `target`, the new file starts as a copy of the previous
-    one and only the rows of those months are replaced (see `_refresh_mart`); otherwise
-    every mart is copied whole. The file carries the dbt descriptions as table and column
-    comments (BI tools show them) and a `_marts_info` table saying when it was refreshed.
-    It is made read-only (mode 0444): BI tools open it read-only and nobody writes it in place.
+    The file published by the run before stays beside `target` as the spare
+    (`.marts.duckdb.spare`). With `days` (the run's window), the spare is brought level in
+    place and renamed over `target`, and the file it replaces becomes the next spare: only
+    the rows of the days this run and the one before it refreshed (and of days whose row
+    counts differ) are written, so a run does not copy the whole history. A log beside the
+    file (`.marts.duckdb.refreshes.json`) records which days each run refreshed. When the
+    spare cannot be used (a BI tool still holds it open, it is missing, or the log does not
+    know it), the run starts from a copy of `target` instead; without `days` every mart is
+    copied whole into a new file. A BI tool holding `target` open keeps reading its
+    consistent snapshot; its next connection sees the new one.
+
+    The file carries the dbt descriptions as table and column comments (BI tools show them)
+    and a `_marts_info` table saying when it was refreshed. It is read-only (mode 0444) while
+    published: BI tools open it read-only and nobody writes a published file.
     """
     target = Path(target)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     docs = docs or {}
     rows: dict[str, int] = {}
+    refreshed: dict[str, list[str] | None] = {}  # per mart: the days changed, None when copied whole
+    days = None if days is None else sorted(set(days))
+    log = _read_refresh_log(target)
+    spare = _open_spare(target, log) if days is not None and target.exists() else None
+    path = _spare_path(target) if spare else tmp
     try:
-        con = _open_snapshot_copy(target, tmp) if months is not None and target.exists() else duckdb.connect(str(tmp))
+        if spare:
+            con, behind = spare
+        else:
+            behind = {}
+            con = _open_snapshot_copy(target, tmp) if days is not None and target.exists() else duckdb.connect(str(tmp))
         with con:
             con.execute("set TimeZone = 'UTC'")
             con.execute(f"attach {_literal(Path(warehouse).resolve())} as warehouse (read_only)")
@@ -270,7 +331,13 @@ def refresh_snapshot(
             for gone in sorted(previous - set(marts)):
                 con.execute(f"drop table {_ident(gone)}")
             for mart in marts:
-                rows[mart] = _refresh_mart(con, mart, months if mart in previous else None)
+                missed = behind.get(mart, set())
+                window = None if days is None or mart not in previous or missed is None else [*days, *missed]
+                rows[mart], written = _refresh_mart(con, mart, window)
+                # Logged: the days this run found changed, not the ones this file only
+                # caught up on (the runs that changed those logged them already).
+                changed = None if written is None else set(days or ()) | (written - (missed or set()))
+                refreshed[mart] = None if changed is None else sorted(d.isoformat() for d in changed)
                 _comment(con, mart, docs.get(mart))
             con.execute("detach warehouse")
             con.execute(
@@ -280,12 +347,108 @@ def refresh_snapshot(
             con.executemany(
                 f"insert into {MARTS_INFO_TABLE} values (?, ?, ?)", [(m, n, refreshed_at) for m, n in rows.items()]
             )
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, target)
+            con.execute("checkpoint")
+        if Path(f"{path}.wal").exists():  # the checkpoint must have emptied it: never publish a file and leave its log
+            raise RuntimeError(f"{path}: DuckDB left a write-ahead log after checkpoint; rerun the export")
+        os.chmod(path, 0o444)
+        _publish_snapshot(path, target)
+        window_text = None if days is None else [d.isoformat() for d in days]
+        _write_refresh_log(target, [*log, {"refreshed_at": refreshed_at.isoformat(), "window": window_text,
+                                           "days": refreshed}])
+    except BaseException:
+        if spare:  # half brought level: the next run starts from a copy instead
+            _spare_path(target).unlink(missing_ok=True)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
     return rows
+
+
+# How many runs the refresh log remembers: a spare more runs behind is refreshed from a copy.
+KEPT_REFRESHES = 10
+
+
+def _spare_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.spare")
+
+
+def _log_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.refreshes.json")
+
+
+def _read_refresh_log(target: Path) -> list[dict]:
+    try:
+        log = json.loads(_log_path(target).read_text())
+    except (OSError, ValueError):
+        return []
+    return log if isinstance(log, list) else []
+
+
+def _write_refresh_log(target: Path, log: list[dict]) -> None:
+    path = _log_path(target)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(log[-KEPT_REFRESHES:]))
+    os.replace(tmp, path)
+
+
+def _open_spare(target: Path, log: list[dict]
+                ) -> tuple[duckdb.DuckDBPyConnection, dict[str, set[date] | None]] | None:
+    """The spare opened for writing, with the days each mart changed in the runs it missed
+    (None for a mart one of them copied whole); None when it cannot be used (held open,
+    unknown to the log, or it missed an export of every day)."""
+    spare = _spare_path(target)
+    if not spare.exists() or Path(f"{spare}.wal").exists():
+        return None
+    try:
+        os.chmod(spare, 0o644)
+        con = duckdb.connect(str(spare))  # fails while a BI tool still holds it open
+    except (OSError, duckdb.Error):
+        with contextlib.suppress(OSError):
+            os.chmod(spare, 0o444)
+        return None
+    try:
+        stamp = con.execute(f"select max(refreshed_at) from {MARTS_INFO_TABLE}").fetchall()[0][0]
+        runs = [entry.get("refreshed_at") for entry in log]
+        position = runs.index(stamp.astimezone(UTC).isoformat()) if stamp else -1
+    except (duckdb.Error, ValueError):
+        position = -1
+    if position < 0:
+        con.close()
+        os.chmod(spare, 0o444)
+        return None
+    missed = log[position + 1:]
+    if any(entry.get("window") is None for entry in missed):
+        # It missed an export of every day: copying the published file is cheaper.
+        con.close()
+        os.chmod(spare, 0o444)
+        return None
+    behind: dict[str, set[date] | None] = {}
+    for entry in missed:
+        for mart, days in entry.get("days", {}).items():
+            if days is None or behind.get(mart, set()) is None:
+                behind[mart] = None  # copied whole by a run it missed (a small, undated mart)
+            else:
+                behind.setdefault(mart, set()).update(date.fromisoformat(d) for d in days)
+    return con, behind
+
+
+def _publish_snapshot(path: Path, target: Path) -> None:
+    """Rename `path` over `target`; the file it replaces stays as the spare."""
+    if not target.exists():
+        os.replace(path, target)
+        return
+    spare, keep = _spare_path(target), target.with_name(f".{target.name}.spare.next")
+    keep.unlink(missing_ok=True)
+    try:
+        os.link(target, keep)  # the published file gets a second name before it loses the first
+    except OSError:
+        keep = None  # no hard links here: no spare, the next run copies
+    os.replace(path, target)
+    if keep is not None:
+        os.replace(keep, spare)
+    elif path != spare:
+        spare.unlink(missing_ok=True)
 
 
 def _open_snapshot_copy(previous: Path, tmp: Path) -> duckdb.DuckDBPyConnection:
@@ -298,26 +461,29 @@ def _open_snapshot_copy(previous: Path, tmp: Path) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(str(tmp))
 
 
-def _refresh_mart(con: duckdb.DuckDBPyConnection, mart: str, months: Sequence[str] | None) -> int:
-    """Bring the snapshot's `mart` level with the warehouse's; returns its row count.
+def _refresh_mart(con: duckdb.DuckDBPyConnection, mart: str, days: Sequence[date] | None
+                  ) -> tuple[int, set[date] | None]:
+    """Bring the snapshot's `mart` level with the warehouse's; returns its row count and
+    the days written (None when it was copied whole).
 
-    With `months`, a dated mart whose columns are unchanged has only those months deleted
-    and inserted again. It is copied whole when that is not possible (undated, new to the
-    file, columns changed) or when its row count then still differs from the warehouse's
-    (a month changed by a run whose export did not complete).
+    With `days`, a dated mart whose columns are unchanged has only the days to refresh
+    (_days_to_refresh: `days`, and days whose row counts differ) deleted and inserted
+    again. It is copied whole when that is not possible (undated, new to the file, columns
+    changed) or when its row count then still differs from the warehouse's.
     """
     table, source = _ident(mart), f"warehouse.main.{_ident(mart)}"
     columns = _columns(con, mart, "warehouse")
     dated = _date_column(columns)
-    if months is not None and dated is not None and _columns(con, mart) == columns:
-        where = _months_filter(dated, months)
+    if days is not None and dated is not None and _columns(con, mart) == columns:
+        todo = _days_to_refresh(days, _day_counts(con, source, dated), _day_counts(con, table, dated))
+        where = _days_filter(dated, todo)
         con.execute(f"delete from {table} where {where}")
         con.execute(f"insert into {table} select * from {source} where {where}")
         rows = con.execute(f"select count(*) from {table}").fetchall()[0][0]
         if rows == con.execute(f"select count(*) from {source}").fetchall()[0][0]:
-            return rows
+            return rows, todo
     con.execute(f"create or replace table {table} as select * from {source}")
-    return con.execute(f"select count(*) from {table}").fetchall()[0][0]
+    return con.execute(f"select count(*) from {table}").fetchall()[0][0], None
 
 
 def _comment(con: duckdb.DuckDBPyConnection, table: str, doc: MartDoc | None) -> None:
@@ -347,38 +513,47 @@ def _comment(con: duckdb.DuckDBPyConnection, table: str, doc: MartDoc | None) ->
             )
 
 
-def _counts(con: duckdb.DuckDBPyConnection, marts: Sequence[str], months: Sequence[str] | None) -> tuple[dict, dict]:
-    whole, in_months = {}, {}
+def _counts(con: duckdb.DuckDBPyConnection, marts: Sequence[str], days: Sequence[date] | None) -> tuple[dict, dict]:
+    whole, in_window = {}, {}
     for mart in marts:
         dated = _date_column(_columns(con, mart))
         whole[mart] = con.execute(f"select count(*) from {_ident(mart)}").fetchall()[0][0]
-        if months is None or dated is None:
-            in_months[mart] = whole[mart]
+        if days is None or dated is None:
+            in_window[mart] = whole[mart]
         else:
-            in_months[mart] = con.execute(
-                f"select count(*) from {_ident(mart)} where {_months_filter(dated, months)}"
+            in_window[mart] = con.execute(
+                f"select count(*) from {_ident(mart)} where {_days_filter(dated, days)}"
             ).fetchall()[0][0]
-    return whole, in_months
+    return whole, in_window
 
 
-def _published_rows(con: duckdb.DuckDBPyConnection, mart_dir: Path, months: Sequence[str] | None) -> int:
-    """Rows of the published months of a mart, read back from its Parquet files."""
-    undated = (mart_dir / f"month={UNDATED_MONTH}").exists()
-    wanted = _month_dirs(mart_dir) if months is None or undated else months
-    files = [str(mart_dir / f"month={m}" / "*.parquet") for m in wanted if (mart_dir / f"month={m}").exists()]
+def _published_rows(con: duckdb.DuckDBPyConnection, mart_dir: Path, days: Sequence[date] | None) -> tuple[int, int]:
+    """Rows of a mart's published files: all of them (from the footers), and those of the
+    window's days read back (all rows when there is no window or the mart has no date)."""
+    files = sorted(mart_dir.glob("month=*/*.parquet")) if mart_dir.exists() else []
     if not files:
-        return 0
-    return con.execute("select count(*) from read_parquet(?)", [files]).fetchall()[0][0]
+        return 0, 0
+    total = con.execute(
+        "select sum(num_rows) from parquet_file_metadata(?)", [[str(f) for f in files]]
+    ).fetchall()[0][0]
+    undated = (mart_dir / f"month={UNDATED_MONTH}").exists()
+    wanted = files if days is None or undated else [f for f in (_day_file(mart_dir, d) for d in days) if f.exists()]
+    if not wanted:
+        return int(total), 0
+    read = con.execute("select count(*) from read_parquet(?)", [[str(f) for f in wanted]]).fetchall()[0][0]
+    return int(total), read
 
 
 def publish_exports(
     warehouse: str | Path,
     lake: str | Path,
     marts: Sequence[str],
-    months: Sequence[str] | None = None,
+    days: Iterable[date] | None = None,
     docs: Mapping[str, MartDoc] | None = None,
 ) -> ExportResult:
-    """Export the marts (and the optional ones present) as Parquet and as `marts.duckdb`."""
+    """Export the marts (and the optional ones present) as Parquet and as `marts.duckdb`:
+    the days of the run's window (`days`; None: every day) and any day found out of date."""
+    days = None if days is None else sorted(set(days))
     with _connect_read_only(warehouse) as con:
         present = _tables(con)
         missing = [m for m in marts if m not in present]
@@ -388,22 +563,23 @@ def publish_exports(
                 "(inferledger run, or materialize the warehouse asset) before exporting them"
             )
         names = [*marts, *(m for m in OPTIONAL_MARTS if m in present and m not in marts)]
-        warehouse_rows, warehouse_rows_in_months = _counts(con, names, months)
+        warehouse_rows, warehouse_rows_in_window = _counts(con, names, days)
     out_dir = exports_dir(lake)
-    export_parquet(warehouse, out_dir, names, months)
+    export_parquet(warehouse, out_dir, names, days)
     snapshot = marts_duckdb_path(warehouse)
-    snapshot_rows = refresh_snapshot(warehouse, snapshot, names, docs, months)
+    snapshot_rows = refresh_snapshot(warehouse, snapshot, names, docs, days)
     with duckdb.connect() as con:
-        parquet_rows = {m: _published_rows(con, out_dir / m, months) for m in names}
+        published = {m: _published_rows(con, out_dir / m, days) for m in names}
     return ExportResult(
         marts=names,
-        months=list(months) if months is not None else None,
+        days=days,
         parquet_dir=out_dir,
         snapshot=snapshot,
         warehouse_rows=warehouse_rows,
         snapshot_rows=snapshot_rows,
-        warehouse_rows_in_months=warehouse_rows_in_months,
-        parquet_rows_in_months=parquet_rows,
+        parquet_rows={m: p[0] for m, p in published.items()},
+        warehouse_rows_in_window=warehouse_rows_in_window,
+        parquet_rows_in_window={m: p[1] for m, p in published.items()},
     )
 
 
@@ -434,35 +610,35 @@ def marts_export_asset() -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         kinds={"parquet", "duckdb"},
         description=(
-            "The marts for BI tools: Parquet under <lake parent>/exports/marts/<mart>/month=YYYY-MM/ "
-            "(the months of the run replaced whole) and marts.duckdb beside the warehouse, "
+            "The marts for BI tools: Parquet under <lake parent>/exports/marts/<mart>/month=YYYY-MM/, "
+            "one file a day (the days of the run replaced) and marts.duckdb beside the warehouse, "
             "replaced atomically, so dashboards can hold it open while the pipeline runs."
         ),
         check_specs=[
             dg.AssetCheckSpec(
                 EXPORT_CHECK,
                 asset="marts_export",
-                description="marts.duckdb and the exported months hold as many rows as the warehouse marts.",
+                description="marts.duckdb, the Parquet files and the run's days in them hold as many rows as the warehouse marts.",
             )
         ],
     )
     def marts_export(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
         window = context.partition_time_window
-        months = months_in_window(window.start.date(), window.end.date())
+        days = days_in_window(window.start, window.end)
         result = publish_exports(
             storage.warehouse,
             storage.lake,
             [key.path[-1] for key in mart_keys],
-            months,
+            days,
             docs=mart_docs(dbt_project().manifest_path),
         )
         mismatches = result.mismatches
         return dg.MaterializeResult(
             metadata={
-                "months": dg.MetadataValue.json(months),
+                "days": dg.MetadataValue.json([d.isoformat() for d in days]),
                 "parquet_dir": dg.MetadataValue.path(str(result.parquet_dir)),
                 "marts_duckdb": dg.MetadataValue.path(str(result.snapshot)),
-                "rows_exported": dg.MetadataValue.json(result.parquet_rows_in_months),
+                "rows_in_window": dg.MetadataValue.json(result.parquet_rows_in_window),
                 "snapshot_rows": dg.MetadataValue.json(result.snapshot_rows),
             },
             check_results=[

@@ -1,4 +1,4 @@
-"""BI exports: monthly Parquet of the marts and the read-only marts.duckdb snapshot."""
+"""BI exports: the marts as Parquet (one file a day, in month folders) and the read-only marts.duckdb snapshot."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -22,7 +22,6 @@ from assets.exports import (
     export_parquet,
     exports_dir,
     mart_docs,
-    months_in_window,
     publish_exports,
 )
 from assets.warehouse import dbt_project
@@ -43,12 +42,6 @@ def _warehouse_marts(settings: Settings) -> set[str]:
     return {key.path[-1] for key in _mart_keys()} & tables | {m for m in OPTIONAL_MARTS if m in tables}
 
 
-def test_months_in_window_are_the_months_the_half_open_window_touches() -> None:
-    assert months_in_window(date(2026, 10, 31), date(2026, 11, 2)) == ["2026-10", "2026-11"]
-    assert months_in_window(date(2026, 12, 1), date(2027, 1, 1)) == ["2026-12"]  # end exclusive
-    assert months_in_window(date(2026, 1, 15), date(2026, 4, 2)) == ["2026-01", "2026-02", "2026-03", "2026-04"]
-
-
 def test_each_run_exports_every_mart_as_monthly_parquet(built_bi: Settings) -> None:
     out = exports_dir(built_bi.lake)
     assert out == Path(built_bi.lake).parent / "exports" / "marts"
@@ -58,6 +51,10 @@ def test_each_run_exports_every_mart_as_monthly_parquet(built_bi: Settings) -> N
     with duckdb.connect(built_bi.warehouse, read_only=True) as con:
         for mart in CORE_MARTS:
             assert sorted(p.name for p in (out / mart).iterdir()) == ["month=2026-10", "month=2026-11"], mart
+            days = con.execute(f"select distinct usage_date from {mart} order by 1").fetchall()
+            # One file a day, named by the day, in its month's folder.
+            assert sorted(f.relative_to(out / mart).as_posix() for f in (out / mart).glob("*/*")) == [
+                f"month={d:%Y-%m}/part-{d.isoformat()}.parquet" for (d,) in days], mart
             in_warehouse = con.execute(
                 f"select strftime(usage_date, '%Y-%m'), count(*) from {mart} group by 1 order by 1").fetchall()
             exported = con.execute(
@@ -111,27 +108,56 @@ def _hand_warehouse(path: Path, rows: list[tuple[str, str]]) -> None:
         con.execute("insert into plans values ('pro', 20)")
 
 
-def test_a_rerun_replaces_only_the_months_of_its_window(tmp_path: Path) -> None:
+def _days(first: str, last: str) -> list[date]:
+    a, b = date.fromisoformat(first), date.fromisoformat(last)
+    return [a + timedelta(days=i) for i in range((b - a).days + 1)]
+
+
+def test_a_rerun_replaces_only_the_days_of_its_window_and_days_out_of_date(tmp_path: Path) -> None:
     warehouse, out = tmp_path / "w.duckdb", tmp_path / "exports" / "marts"
-    _hand_warehouse(warehouse, [("2026-09-30", "1"), ("2026-10-01", "2"), ("2026-10-02", "3")])
-    assert export_parquet(warehouse, out, ["costs", "plans"]) == {"costs": 3, "plans": 1}
-    september = out / "costs" / "month=2026-09" / "part-0.parquet"
-    before = september.stat().st_mtime_ns
-    # October is restated to one row; September disappears from the warehouse but is outside the window.
-    _hand_warehouse(warehouse, [("2026-10-05", "7")])
-    assert export_parquet(warehouse, out, ["costs", "plans"], months=["2026-10", "2026-11"])["costs"] == 1
-    assert september.stat().st_mtime_ns == before
+    _hand_warehouse(warehouse, [("2026-09-29", "5"), ("2026-09-30", "1"), ("2026-10-01", "2"),
+                                ("2026-10-02", "3"), ("2026-10-02", "4")])
+    assert export_parquet(warehouse, out, ["costs", "plans"]) == {"costs": 5, "plans": 1}
+    files = sorted(f.relative_to(out / "costs").as_posix() for f in (out / "costs").glob("*/*"))
+    assert files == ["month=2026-09/part-2026-09-29.parquet", "month=2026-09/part-2026-09-30.parquet",
+                     "month=2026-10/part-2026-10-01.parquet", "month=2026-10/part-2026-10-02.parquet"]
+    mtime = {f: (out / "costs" / f).stat().st_mtime_ns for f in files}
+    # The run of 2 October restates it to one row. Outside the window, 29 September is
+    # restated with its row count unchanged (a copy keeps what was published: only the
+    # window is rewritten), 30 September is gone from the warehouse (its count differs, so
+    # its file goes), 1 October is untouched, and 5 October is new (its count differs).
+    _hand_warehouse(warehouse, [("2026-09-29", "50"), ("2026-10-01", "2"), ("2026-10-02", "7"),
+                                ("2026-10-05", "8")])
+    assert export_parquet(warehouse, out, ["costs", "plans"], days=[date(2026, 10, 2)]) == {"costs": 2, "plans": 1}
+    after = sorted(f.relative_to(out / "costs").as_posix() for f in (out / "costs").glob("*/*"))
+    assert after == ["month=2026-09/part-2026-09-29.parquet", "month=2026-10/part-2026-10-01.parquet",
+                     "month=2026-10/part-2026-10-02.parquet", "month=2026-10/part-2026-10-05.parquet"]
+    for untouched in ("month=2026-09/part-2026-09-29.parquet", "month=2026-10/part-2026-10-01.parquet"):
+        assert (out / "costs" / untouched).stat().st_mtime_ns == mtime[untouched]
     with duckdb.connect() as con:
         rows = con.execute(
-            "select month, sum(cost) from read_parquet(?, hive_partitioning = true) group by 1 order by 1",
+            "select month, usage_date, sum(cost) from read_parquet(?, hive_partitioning = true) group by all order by 2",
             [str(out / "costs" / "*" / "*.parquet")],
         ).fetchall()
-        assert [(m, str(s)) for m, s in rows] == [("2026-09", "1.000000000000"), ("2026-10", "7.000000000000")]
+        assert [(m, str(d), str(s)) for m, d, s in rows] == [
+            ("2026-09", "2026-09-29", "5.000000000000"), ("2026-10", "2026-10-01", "2.000000000000"),
+            ("2026-10", "2026-10-02", "7.000000000000"), ("2026-10", "2026-10-05", "8.000000000000")]
         # A table without a date column is exported whole, every run.
         plans = con.execute("select plan, price from read_parquet(?)", [str(out / "plans" / "month=all" / "*.parquet")])
         assert [(p, str(v)) for p, v in plans.fetchall()] == [("pro", "20.000000000000")]
-    # A full export drops months the table no longer has; no staging folders are left behind.
+    # A full export writes every day again and drops months the table no longer has; an
+    # export of the older layout (one file a month) is replaced by day files; no staging
+    # folders are left behind.
+    (out / "costs" / "month=2026-08").mkdir()
+    (out / "costs" / "month=2026-10" / "part-0.parquet").write_bytes(
+        (out / "costs" / "month=2026-10" / "part-2026-10-01.parquet").read_bytes())
+    assert export_parquet(warehouse, out, ["costs"], days=[date(2026, 10, 9)]) == {"costs": 3}
+    assert sorted(f.name for f in (out / "costs" / "month=2026-10").iterdir()) == [
+        "part-2026-10-01.parquet", "part-2026-10-02.parquet", "part-2026-10-05.parquet"]
+    _hand_warehouse(warehouse, [("2026-10-05", "8")])
     export_parquet(warehouse, out, ["costs"])
+    assert sorted(f.relative_to(out / "costs").as_posix() for f in (out / "costs").glob("*/*")) == [
+        "month=2026-10/part-2026-10-05.parquet"]
     assert sorted(p.name for p in (out / "costs").iterdir()) == ["month=2026-10"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["marts"]
 
@@ -143,7 +169,7 @@ def test_publishing_a_mart_the_warehouse_lacks_says_what_to_do(tmp_path: Path) -
         publish_exports(warehouse, tmp_path / "lake", ["costs", "cost_per_token_daily"])
 
 
-def test_a_timestamp_mart_is_cut_into_utc_months(tmp_path: Path) -> None:
+def test_a_timestamp_mart_is_cut_into_utc_days(tmp_path: Path) -> None:
     warehouse = tmp_path / "w.duckdb"
     with duckdb.connect(str(warehouse)) as con:
         con.execute("create table hourly (hour_start timestamptz, cost decimal(38,12))")
@@ -151,14 +177,17 @@ def test_a_timestamp_mart_is_cut_into_utc_months(tmp_path: Path) -> None:
             "insert into hourly values ('2026-09-30 23:00:00+00', 1), ('2026-10-01 00:00:00-04', 2), "
             "('2026-10-31 23:00:00+00', 3), ('2026-11-01 00:00:00+00', 4)"
         )
-    result = publish_exports(warehouse, tmp_path / "lake", ["hourly"], months=["2026-10"])
-    # 2026-10-01 00:00 in New York is 04:00 UTC: October holds costs 2 and 3.
-    assert result.warehouse_rows_in_months == result.parquet_rows_in_months == {"hourly": 2}
+    result = publish_exports(warehouse, tmp_path / "lake", ["hourly"], days=_days("2026-10-01", "2026-10-31"))
+    # 2026-10-01 00:00 in New York is 04:00 UTC: October's days hold costs 2 and 3.
+    assert result.warehouse_rows_in_window == result.parquet_rows_in_window == {"hourly": 2}
+    assert result.warehouse_rows == result.parquet_rows == {"hourly": 4}
+    out = exports_dir(tmp_path / "lake") / "hourly"
     with duckdb.connect() as con:
-        exported = con.execute(
-            "select sum(cost) from read_parquet(?)", [str(exports_dir(tmp_path / "lake") / "hourly" / "*" / "*.parquet")]
-        ).fetchall()[0][0]
-    assert str(exported) == "5.000000000000"
+        per_file = con.execute(
+            "select parse_filename(filename, true), sum(cost)::varchar from read_parquet(?, filename = true) group by 1 order by 1",
+            [str(out / "*" / "*.parquet")]).fetchall()
+    assert per_file == [("part-2026-09-30", "1.000000000000"), ("part-2026-10-01", "2.000000000000"),
+                        ("part-2026-10-31", "3.000000000000"), ("part-2026-11-01", "4.000000000000")]
 
 
 def _snapshot_rows(snapshot: Path, sql: str) -> list[tuple]:
@@ -166,21 +195,22 @@ def _snapshot_rows(snapshot: Path, sql: str) -> list[tuple]:
         return [tuple(str(v) for v in row) for row in con.execute(sql).fetchall()]
 
 
-def test_a_later_window_replaces_only_its_months_in_marts_duckdb(tmp_path: Path) -> None:
+def test_a_later_window_replaces_only_its_days_in_marts_duckdb(tmp_path: Path) -> None:
     warehouse = tmp_path / "w.duckdb"
     _hand_warehouse(warehouse, [("2026-09-29", "1"), ("2026-09-30", "2"), ("2026-10-01", "3")])
     first = publish_exports(warehouse, tmp_path / "lake", ["costs", "plans"])
     assert first.snapshot_rows == {"costs": 3, "plans": 1}
-    # September is restated in the warehouse but lies outside the next window, so the snapshot
-    # keeps its first copy; October is restated and November is new; plans (undated) change.
+    # 30 September is restated in the warehouse (its row count unchanged) but lies outside the
+    # next window, so the snapshot keeps its first copy; 1 October is restated, 2 October and
+    # 1 November are new; plans (undated) change.
     _hand_warehouse(warehouse, [("2026-09-29", "1"), ("2026-09-30", "9"), ("2026-10-01", "30"),
                                 ("2026-10-02", "4"), ("2026-11-01", "5")])
     with duckdb.connect(str(warehouse)) as con:
         con.execute("insert into plans values ('team', 50)")
-    second = publish_exports(warehouse, tmp_path / "lake", ["costs", "plans"], months=["2026-10", "2026-11"])
+    second = publish_exports(warehouse, tmp_path / "lake", ["costs", "plans"], days=_days("2026-10-01", "2026-10-02"))
     assert second.mismatches == []
     assert second.snapshot_rows == second.warehouse_rows == {"costs": 5, "plans": 2}
-    assert second.warehouse_rows_in_months == {"costs": 3, "plans": 2}
+    assert second.warehouse_rows_in_window == {"costs": 2, "plans": 2}
     snapshot = second.snapshot
     assert _snapshot_rows(snapshot, "select usage_date, cost from costs order by 1") == [
         ("2026-09-29", "1.000000000000"), ("2026-09-30", "2.000000000000"),  # September as first published
@@ -191,7 +221,69 @@ def test_a_later_window_replaces_only_its_months_in_marts_duckdb(tmp_path: Path)
     assert _snapshot_rows(snapshot, f"select mart, row_count from {MARTS_INFO_TABLE} order by 1") == [
         ("costs", "5"), ("plans", "2")]
     assert snapshot.stat().st_mode & 0o777 == 0o444
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports", "marts.duckdb", "w.duckdb"]
+    # Beside it: the file the first run published (the spare) and the log of refreshed days.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".marts.duckdb.refreshes.json", ".marts.duckdb.spare", "exports", "marts.duckdb", "w.duckdb"]
+
+
+HOLD_OPEN = """
+import pathlib, sys, time
+import duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+con.execute("select count(*) from costs").fetchall()
+pathlib.Path(sys.argv[2] + ".ready").touch()
+while not pathlib.Path(sys.argv[2]).exists():
+    time.sleep(0.05)
+"""
+
+
+def test_marts_duckdb_alternates_between_two_files_brought_level_in_place(tmp_path: Path) -> None:
+    warehouse, lake = tmp_path / "w.duckdb", tmp_path / "lake"
+    snapshot, spare = tmp_path / "marts.duckdb", tmp_path / ".marts.duckdb.spare"
+
+    def costs() -> list[tuple]:
+        return _snapshot_rows(snapshot, "select usage_date, cost from costs order by 1")
+
+    _hand_warehouse(warehouse, [("2026-10-01", "1")])
+    publish_exports(warehouse, lake, ["costs", "plans"])
+    file_a = snapshot.stat().st_ino
+    # The run of 1-2 October restates the 1st (same row count) and adds the 2nd: no spare
+    # yet, so it starts from a copy (file B); the first file becomes the spare.
+    _hand_warehouse(warehouse, [("2026-10-01", "10"), ("2026-10-02", "2")])
+    publish_exports(warehouse, lake, ["costs", "plans"], days=_days("2026-10-01", "2026-10-02"))
+    file_b = snapshot.stat().st_ino
+    assert file_b != file_a and spare.stat().st_ino == file_a
+    # The run of the 3rd writes file A in place. A missed the previous run: the log says it
+    # refreshed the 1st and the 2nd, so the restated 1st (whose row count did not change)
+    # is taken again too.
+    _hand_warehouse(warehouse, [("2026-10-01", "10"), ("2026-10-02", "2"), ("2026-10-03", "3")])
+    third = publish_exports(warehouse, lake, ["costs", "plans"], days=[date(2026, 10, 3)])
+    assert third.mismatches == []
+    assert (snapshot.stat().st_ino, spare.stat().st_ino) == (file_a, file_b)
+    assert costs() == [("2026-10-01", "10.000000000000"), ("2026-10-02", "2.000000000000"),
+                       ("2026-10-03", "3.000000000000")]
+    assert snapshot.stat().st_mode & 0o777 == spare.stat().st_mode & 0o777 == 0o444
+    log = json.loads((tmp_path / ".marts.duckdb.refreshes.json").read_text())
+    assert [entry["days"]["costs"] for entry in log] == [None, ["2026-10-01", "2026-10-02"], ["2026-10-03"]]
+    # A BI tool still holds file B (the spare) open: the run of the 4th cannot write it, so
+    # it starts from a copy of A, and A becomes the spare.
+    stop = tmp_path / "stop"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_OPEN, str(spare), str(stop)])
+    try:
+        deadline = time.monotonic() + 30
+        while not Path(f"{stop}.ready").exists():
+            assert time.monotonic() < deadline and holder.poll() is None, "the BI reader did not start"
+            time.sleep(0.05)
+        _hand_warehouse(warehouse, [("2026-10-01", "10"), ("2026-10-02", "2"), ("2026-10-03", "3"),
+                                    ("2026-10-04", "4")])
+        fourth = publish_exports(warehouse, lake, ["costs", "plans"], days=[date(2026, 10, 4)])
+    finally:
+        stop.touch()
+        holder.wait(timeout=30)
+    assert fourth.mismatches == []
+    assert snapshot.stat().st_ino not in (file_a, file_b) and spare.stat().st_ino == file_a
+    assert [d for d, _ in costs()] == ["2026-10-01", "2026-10-02", "2026-10-03", "2026-10-04"]
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*.wal"))
 
 
 def test_marts_duckdb_copies_a_mart_whole_when_a_window_cannot_bring_it_level(tmp_path: Path) -> None:
@@ -205,12 +297,12 @@ def test_marts_duckdb_copies_a_mart_whole_when_a_window_cannot_bring_it_level(tm
         con.execute("alter table plans add column currency varchar default 'USD'")
         con.execute("create table tiers (tier varchar)")
         con.execute("insert into tiers values ('gold'), ('silver')")
-    result = publish_exports(warehouse, tmp_path / "lake", ["costs", "plans", "tiers"], months=["2026-10"])
+    result = publish_exports(warehouse, tmp_path / "lake", ["costs", "plans", "tiers"], days=[date(2026, 10, 2)])
     assert result.snapshot_rows == {"costs": 2, "plans": 1, "tiers": 2}
     assert _snapshot_rows(result.snapshot, "select usage_date, cost from costs order by 1") == [
         ("2026-10-01", "3.000000000000"), ("2026-10-02", "4.000000000000")]
     assert _snapshot_rows(result.snapshot, "select * from plans") == [("pro", "20.000000000000", "USD")]
-    publish_exports(warehouse, tmp_path / "lake", ["costs", "tiers"], months=["2026-10"])
+    publish_exports(warehouse, tmp_path / "lake", ["costs", "tiers"], days=[date(2026, 10, 2)])
     assert _snapshot_rows(result.snapshot, "select table_name from duckdb_tables() order by 1") == [
         (MARTS_INFO_TABLE,), ("costs",), ("tiers",)]
 
