@@ -57,6 +57,7 @@ bench: install
 	$(BIN)/python bench/bench_cur.py --repeat 1
 	$(BIN)/python bench/bench_gateway.py
 	$(BIN)/python bench/bench_dcgm.py
+	$(BIN)/python bench/bench_exports.py --scale 0.25
 
 bench-anomalies: install
 	$(BIN)/python bench/anomaly_eval.py
