@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import gzip
 import logging
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+from isal import isal_zlib
 
 from connectors.landing import LandingStore
 from connectors.result import ParseResult, SourceFormatError, split_valid
@@ -408,14 +408,14 @@ def gunzip_if_compressed(data: bytes, source_file: str) -> bytes:
         return data
     size = int.from_bytes(data[-4:], "little")  # the trailer's length, mod 2**32
     if 0 < size <= _MAX_DEFLATE_RATIO * len(data) and data.find(b"\x1f\x8b\x08", 10) < 0:
-        # One member (no second gzip header): inflated into a buffer of the trailer's size,
-        # a third faster than gzip's growing buffers. zlib checks the CRC; gzip below
-        # reads anything else and names the damage.
+        # One member (no second gzip header): inflated into a buffer of the trailer's size
+        # by ISA-L, three times faster than zlib here (a day of DCGM CSV: 7 CPU s -> 2.4).
+        # It checks the CRC; gzip below reads anything else and names the damage.
         try:
-            inflated = zlib.decompress(data, 31, size)
+            inflated = isal_zlib.decompress(data, 31, size)
             if len(inflated) == size:
                 return inflated
-        except zlib.error:
+        except isal_zlib.error:
             pass
     try:
         return gzip.decompress(data)
