@@ -165,7 +165,7 @@ def child_pipeline(work: Path) -> dict:
     settings = Settings(landing=str(work / "landing"), lake=str(work / "lake"),
                         warehouse=str(work / "warehouse.duckdb"))
     marks: dict[str, float] = {}
-    started, cpu_started = time.perf_counter(), _cpu_s()
+    started, cpu_started, epoch = time.perf_counter(), _cpu_s(), time.time()
 
     def ingested(_days: list[date]) -> None:
         marks["ingest_s"] = time.perf_counter() - started
@@ -178,17 +178,20 @@ def child_pipeline(work: Path) -> dict:
     instance, telemetry = dg.DagsterInstance.ephemeral(), dg.DagsterInstance.ephemeral()
     run_range(settings, DAY, DAY, on_chunk=ingested, instance=instance, telemetry_instance=telemetry)
     total = time.perf_counter() - started
-    # The profile: wall seconds of every step (asset) of every run.
-    steps = {}
+    # The profile: wall seconds of every step (asset) of every run, and when each ran in
+    # seconds from the start (which steps overlapped, which waited).
+    steps, timeline = {}, {}
     for on in (instance, telemetry):
         for run in on.get_runs():
             for stat in on.get_run_step_stats(run.run_id):
                 if stat.start_time and stat.end_time:
                     steps[stat.step_key] = round(stat.end_time - stat.start_time, 1)
+                    timeline[stat.step_key] = (round(stat.start_time - epoch, 1),
+                                               round(stat.end_time - epoch, 1))
     cpu = _cpu_s() - cpu_started
     return {"ingest_s": marks["ingest_s"], "ingest_peak_mb": marks["ingest_peak_mb"],
             "warehouse_s": total - marks["ingest_s"], "warehouse_peak_mb": _peak_mb(),
-            "total_s": total, "steps": steps, "ingest_cpu_s": marks["ingest_cpu_s"],
+            "total_s": total, "steps": steps, "timeline": timeline, "ingest_cpu_s": marks["ingest_cpu_s"],
             "warehouse_cpu_s": cpu - marks["ingest_cpu_s"], "cpu_s": cpu}
 
 
@@ -408,6 +411,10 @@ def report(scale: float, generated: dict, gen_s: float, day1: dict, bound: dict,
         "",
         "Steps (wall s): " + ", ".join(f"{k} {v:g}" for k, v in sorted(
             day1.get("steps", {}).items(), key=lambda kv: -kv[1])) + ".",
+        "",
+        "When each step ran (s from the start): " + ", ".join(
+            f"{k} {a:g}-{b:g}" for k, (a, b) in sorted(
+                day1.get("timeline", {}).items(), key=lambda kv: kv[1][0])) + ".",
         "",
         (f"End to end / raw-file lower bound: **{ratio:.1f}x** (target <= {TARGETS['ratio']:g}x); "
          f"warehouse stage / lake query: {day1['warehouse_s'] / bound['total_s']:.0f}x. "
