@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -33,6 +34,10 @@ class LandingStore(Protocol):
 
     def local_path(self, key: str) -> Path | None:
         """A path on disk when the object is a local file (lets polars scan it lazily)."""
+        ...
+
+    def download(self, key: str, dest: Path) -> None:
+        """Copy the object to a local file, streamed (for readers that need a path)."""
         ...
 
 
@@ -68,6 +73,9 @@ class LocalStore:
 
     def local_path(self, key: str) -> Path | None:
         return self.root / key
+
+    def download(self, key: str, dest: Path) -> None:
+        shutil.copyfile(self.root / key, dest)
 
 
 class S3Store:
@@ -116,6 +124,18 @@ class S3Store:
 
     def local_path(self, key: str) -> Path | None:
         return None
+
+    def download(self, key: str, dest: Path) -> None:
+        """boto3's managed transfer: the object streamed to `dest` in parts, never whole in
+        memory."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.download_file(self.bucket, self._full(key), str(dest))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                raise FileNotFoundError(f"{self.uri}/{key}") from exc
+            raise
 
 
 def open_store(uri: str | Path) -> LandingStore:

@@ -12,8 +12,9 @@ Only the fields in SPEND_LOG_FIELDS are read: prompt and response bodies (`messa
 is hashed (sha256) into api_key_hash. Quarantined rows keep only the fields in RAW_FIELDS.
 
 A day of millions of requests is parsed with bounded memory: `iter_litellm` yields one
-ParseResult per batch (DuckDB's JSON reader streams local files, a background thread
-parsing ahead; other objects are cut into chunks of whole lines) and `SpendLogReader`
+ParseResult per batch (DuckDB's JSON reader streams local files, and S3 objects downloaded
+to a temporary file, background threads parsing ahead; a file it refuses is read on in
+chunks of whole lines) and `SpendLogReader`
 remembers the request ids it has seen, so a request logged twice (in one file or in two)
 is counted once wherever the copies fall.
 """
@@ -24,6 +25,7 @@ import hashlib
 import io
 import json
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -138,24 +140,32 @@ def iter_litellm(
     of `keys`, then of lines) wins across all batches and files. A local file is streamed
     by DuckDB's JSON reader (inflate and parse in C++, batch by batch, ahead of this
     thread); a file it refuses (a malformed line) continues, from the first line it did
-    not deliver, through the line-by-line reader that quarantines the bad lines. Objects without a local path
-    (S3) are read in chunks of `chunk_bytes` of text. Pass `reader` to share the ids seen
-    with another source of the same spend logs (the proxy's database).
+    not deliver, through the line-by-line reader that quarantines the bad lines. An object
+    without a local path (S3) is first downloaded to a temporary file (under TMPDIR), by
+    the thread that then parses it, so the next object downloads while this one is read;
+    each copy is removed once read, so at most the two objects being parsed are on disk.
+    Pass `reader` to share the ids seen with another source of the same spend logs (the
+    proxy's database).
     """
     reader = reader or SpendLogReader(self_hosted_deployments, customer_salt,
                                       chunk_bytes=chunk_bytes)
-    for key, path, batches in _prefetched(_parsed_files(store, keys)):
-        delivered = 0
-        if path is not None:
+    with tempfile.TemporaryDirectory(prefix="inferledger-spend-logs-") as spool:
+        for key, path, batches in _prefetched(_parsed_files(store, keys, Path(spool))):
+            delivered = 0
             try:
-                for batch in batches:
-                    delivered += batch.height
-                    yield reader.read_frame(batch, key)
-                continue
-            except _FastPathRefused:
-                pass  # the rest goes through the exact reader, which names what is wrong
-        with _open(path if path is not None else store.read_bytes(key)) as f:
-            yield from reader.read_stream(f, key, skip_records=delivered)
+                if path is not None:
+                    try:
+                        for batch in batches:
+                            delivered += batch.height
+                            yield reader.read_frame(batch, key)
+                        continue
+                    except _FastPathRefused:
+                        pass  # the rest goes through the exact reader, which names what is wrong
+                with _open(path if path is not None else store.read_bytes(key)) as f:
+                    yield from reader.read_stream(f, key, skip_records=delivered)
+            finally:
+                if path is not None and path.parent == Path(spool):
+                    path.unlink(missing_ok=True)
 
 
 class _FastPathRefused(Exception):
@@ -224,12 +234,26 @@ def _stream(path: Path) -> Iterator[pl.DataFrame]:
             con.close()
 
 
-def _parsed_files(store: LandingStore, keys: list[str]
+def _parsed_files(store: LandingStore, keys: list[str], spool: Path | None = None
                   ) -> Iterator[tuple[str, Path | None, Iterator[pl.DataFrame]]]:
-    """Each key with its local path and its fast-path batches (none without a path)."""
-    for key in keys:
+    """Each key with its local path and its fast-path batches. An object without a local
+    path gets one in `spool`, downloaded when its batches are first asked for (without a
+    spool it has no path and no batches)."""
+    for i, key in enumerate(keys):
         path = store.local_path(key)
-        yield key, path, (_stream(path) if path is not None else iter(()))
+        if path is not None:
+            yield key, path, _stream(path)
+        elif spool is not None:
+            # The object's own name keeps its extension, which tells DuckDB it is gzip.
+            copy = spool / f"{i:06d}-{Path(key).name}"
+            yield key, copy, _downloaded(store, key, copy)
+        else:
+            yield key, None, iter(())
+
+
+def _downloaded(store: LandingStore, key: str, copy: Path) -> Iterator[pl.DataFrame]:
+    store.download(key, copy)
+    yield from _stream(copy)
 
 
 def _prefetched(files: Iterator[tuple[str, Path | None, Iterator[pl.DataFrame]]],

@@ -261,16 +261,31 @@ def test_demo_gateway_month_writes_quickly(tmp_path: Path) -> None:
 
 
 class _RemoteStore(LocalStore):
-    """A store without local paths, as S3 is: files are read as bytes, in chunks."""
+    """A store without local paths, as S3 is: objects are downloaded to be read."""
 
     def local_path(self, key: str) -> None:
         return None
 
 
-@pytest.mark.parametrize("store_class", [LocalStore, _RemoteStore])
+@pytest.mark.parametrize(("store_class", "exact"), [
+    (LocalStore, False), (_RemoteStore, False),
+    # DuckDB's reader refuses every file: the line reader reads them all, 4 KB at a time.
+    (LocalStore, True)])
 def test_batches_match_whole_reading_and_find_copies_across_batches(
-        tmp_path: Path, store_class: type) -> None:
+        tmp_path: Path, store_class: type, exact: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors import litellm
     from connectors.litellm import iter_litellm
+
+    streamed = []
+    stream = litellm._stream
+
+    def spy(path: Path):
+        streamed.append(path)
+        if exact:
+            raise litellm._FastPathRefused("refused for the test")
+        yield from stream(path)
+
+    monkeypatch.setattr(litellm, "_stream", spy)
 
     rows = [_row(f"r{i}", prompt_tokens=10 + i, completion_tokens=i) for i in range(40)]
     first = _jsonl(rows[:25])
@@ -296,6 +311,10 @@ def test_batches_match_whole_reading_and_find_copies_across_batches(
     ]
     whole = read_litellm(store, keys)
     assert whole.rows.sort("request_id").equals(rows_out)
+    # Every file went to DuckDB's reader, the remote ones as downloaded copies, since removed.
+    assert len(streamed) == 4
+    assert all(p.name.endswith(("a.jsonl.gz", "b.jsonl")) for p in streamed)
+    assert (not any(p.exists() for p in streamed)) == (store_class is _RemoteStore)
 
 
 def test_a_malformed_line_late_in_a_file_continues_line_by_line(tmp_path: Path) -> None:
