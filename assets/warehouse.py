@@ -39,11 +39,19 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ.setdefault("DBT_VERSION_CHECK", "false")
 
 
+# Lake tables whose ingestion asset is not named after the table: lake/fx_rates is written by
+# `lake_fx_rates` (the asset `fx_rates` is the dbt seed it starts from).
+LAKE_SOURCE_ASSETS = {"fx_rates": "lake_fx_rates"}
+
+
 class InferledgerDbtTranslator(DagsterDbtTranslator):
     """Lake sources map onto the ingestion assets; models group by layer."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        return dg.AssetKey(dbt_resource_props["name"])
+        name = dbt_resource_props["name"]
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey(LAKE_SOURCE_ASSETS.get(name, name))
+        return dg.AssetKey(name)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "source":

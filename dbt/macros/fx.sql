@@ -10,12 +10,12 @@
             fx_rates.usd_per_unit,
             row_number() over (
                 partition by keys.usage_date, keys.billing_currency
-                order by fx_rates.{{ adapter.quote('date') }} desc
+                order by fx_rates.rate_date desc
             ) as recency
         from {{ keys }} as keys
-        inner join {{ ref('fx_rates') }} as fx_rates
+        inner join {{ ref('stg_lake__fx_rates') }} as fx_rates
             on fx_rates.currency = keys.billing_currency
-            and fx_rates.{{ adapter.quote('date') }} <= keys.usage_date
+            and fx_rates.rate_date <= keys.usage_date
         where keys.billing_currency <> 'USD'
     ) as candidates
     where recency = 1

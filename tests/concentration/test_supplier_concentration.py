@@ -12,7 +12,8 @@ import duckdb
 import pytest
 
 DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt"
-SEEDS = "concentration_settings gpu_instance_catalog fx_rates"
+# The reference data it reads: seeds, and the FX table (the seed, this lake having no fx_rates).
+SEEDS = "concentration_settings gpu_instance_catalog fx_rates stg_lake__fx_rates"
 
 
 def _dbt(root: Path, warehouse: Path, *args: str, vars: dict | None = None) -> None:

@@ -25,6 +25,7 @@ import duckdb
 import pytest
 
 from connectors import dcgm, lake, sources
+from connectors.fx import load_fx_rates
 from connectors.landing import LocalStore
 from pipelines.demo.generate import generate
 
@@ -62,6 +63,9 @@ def ingest_day(landing: Path, lake_root: Path, day: date) -> None:
     )
     telemetry = sources.telemetry_day(store, day)
     lake.write_table(lake_root, "gpu_hourly", day, dcgm.downsample_hourly(telemetry.rows))
+    from assets.prices import write_fx_rates  # the lake_fx_rates asset's writer
+
+    write_fx_rates(lake_root, load_fx_rates(store))
 
 
 def dbt_build(root: Path, target: str, env: dict[str, str]) -> None:
