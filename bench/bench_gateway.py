@@ -212,8 +212,9 @@ def run_duckdb_floor(workdir: Path) -> dict:
     store = LocalStore(workdir / "landing")
     keys = [o.key for o in store.list("gateway_logs/litellm")]
     started = time.perf_counter()
-    rows = sum(batch.height for _, _, batches in _prefetched(_parsed_files(store, keys))
-               for batch in batches)
+    # Local files: nothing is downloaded into the spool folder.
+    files = _parsed_files(store, keys, spool=workdir)
+    rows = sum(batch.height for _, _, batches in _prefetched(files) for batch in batches)
     return {"seconds": time.perf_counter() - started, "rows_read": rows}
 
 

@@ -153,18 +153,17 @@ def iter_litellm(
         for key, path, batches in _prefetched(_parsed_files(store, keys, Path(spool))):
             delivered = 0
             try:
-                if path is not None:
-                    try:
-                        for batch in batches:
-                            delivered += batch.height
-                            yield reader.read_frame(batch, key)
-                        continue
-                    except _FastPathRefused:
-                        pass  # the rest goes through the exact reader, which names what is wrong
-                with _open(path if path is not None else store.read_bytes(key)) as f:
+                try:
+                    for batch in batches:
+                        delivered += batch.height
+                        yield reader.read_frame(batch, key)
+                    continue
+                except _FastPathRefused:
+                    pass  # the rest goes through the exact reader, which names what is wrong
+                with path.open("rb") as f:
                     yield from reader.read_stream(f, key, skip_records=delivered)
             finally:
-                if path is not None and path.parent == Path(spool):
+                if path.parent == Path(spool):
                     path.unlink(missing_ok=True)
 
 
@@ -234,21 +233,18 @@ def _stream(path: Path) -> Iterator[pl.DataFrame]:
             con.close()
 
 
-def _parsed_files(store: LandingStore, keys: list[str], spool: Path | None = None
-                  ) -> Iterator[tuple[str, Path | None, Iterator[pl.DataFrame]]]:
+def _parsed_files(store: LandingStore, keys: list[str], spool: Path
+                  ) -> Iterator[tuple[str, Path, Iterator[pl.DataFrame]]]:
     """Each key with its local path and its fast-path batches. An object without a local
-    path gets one in `spool`, downloaded when its batches are first asked for (without a
-    spool it has no path and no batches)."""
+    path gets one in `spool`, downloaded when its batches are first asked for."""
     for i, key in enumerate(keys):
         path = store.local_path(key)
         if path is not None:
             yield key, path, _stream(path)
-        elif spool is not None:
+        else:
             # The object's own name keeps its extension, which tells DuckDB it is gzip.
             copy = spool / f"{i:06d}-{Path(key).name}"
             yield key, copy, _downloaded(store, key, copy)
-        else:
-            yield key, None, iter(())
 
 
 def _downloaded(store: LandingStore, key: str, copy: Path) -> Iterator[pl.DataFrame]:
@@ -256,9 +252,9 @@ def _downloaded(store: LandingStore, key: str, copy: Path) -> Iterator[pl.DataFr
     yield from _stream(copy)
 
 
-def _prefetched(files: Iterator[tuple[str, Path | None, Iterator[pl.DataFrame]]],
+def _prefetched(files: Iterator[tuple[str, Path, Iterator[pl.DataFrame]]],
                 depth: int = 4, ahead: int = 1
-                ) -> Iterator[tuple[str, Path | None, Iterator[pl.DataFrame]]]:
+                ) -> Iterator[tuple[str, Path, Iterator[pl.DataFrame]]]:
     """The same files, their batches parsed in background threads: the current file and up
     to `ahead` files after it at once, each at most `depth` batches ahead of its reader.
 
