@@ -461,6 +461,7 @@ def parse_iso_utc_series(text: pl.Series) -> pl.Series:
 # timestamps, energy counter readings, power timestamps), combined at the end.
 
 
+_DOWNSAMPLED_COLUMNS = ["ts", *_GPU_KEY, *_GPU_LABELS, "metric", "value"]
 _HOURLY = (_HOUR_US, "hour_start", GPU_HOURLY)
 _MINUTELY = (_MINUTE_US, "minute_start", GPU_MINUTELY)
 
@@ -469,19 +470,40 @@ def _downsample(
     samples: pl.DataFrame | pl.LazyFrame, *periods: tuple[int, str, dict[str, pl.DataType]],
 ) -> list[pl.DataFrame]:
     """One table per (period length in us, start column, schema), from one read."""
-    lf = samples.lazy().select("ts", *_GPU_KEY, *_GPU_LABELS, "metric", "value")
+    lf = samples.lazy().select(_DOWNSAMPLED_COLUMNS)
     total = lf.select(pl.len()).collect().item()
     acc = _Downsample([period_us for period_us, _, _ in periods])
     for offset in range(0, total, BATCH_ROWS):
-        batch = lf.slice(offset, BATCH_ROWS).collect()
-        if batch.get_column("ts").null_count():
-            # gpu_samples always has a time; a row without one belongs to no period.
-            batch = batch.filter(pl.col("ts").is_not_null())
-        acc.add(batch)
+        acc.add(lf.slice(offset, BATCH_ROWS).collect())
+    return _finished(acc, periods)
+
+
+def _finished(acc: _Downsample, periods: tuple[tuple[int, str, dict[str, pl.DataType]], ...]
+              ) -> list[pl.DataFrame]:
     if not acc.gpus.height:
         return [empty(schema) for _, _, schema in periods]
     return [conform(acc.finish(i, start), schema)
             for i, (_, start, schema) in enumerate(periods)]
+
+
+class HourlyAndMinutely:
+    """downsample_hourly_and_minutely fed part by part, as a day's samples are written:
+    `add` each gpu_samples frame in the order it is written, then `finish` once.
+
+    The day's samples are then never read back from the lake, and the work runs while the
+    next file is parsed instead of after the last one. The result equals
+    downsample_hourly_and_minutely over the frames concatenated in the same order."""
+
+    def __init__(self) -> None:
+        self._acc = _Downsample([_HOUR_US, _MINUTE_US])
+
+    def add(self, samples: pl.DataFrame) -> None:
+        for offset in range(0, samples.height, BATCH_ROWS):
+            self._acc.add(samples.slice(offset, BATCH_ROWS).select(_DOWNSAMPLED_COLUMNS))
+
+    def finish(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        hourly, minutely = _finished(self._acc, (_HOURLY, _MINUTELY))
+        return hourly, minutely
 
 
 class _Downsample:
@@ -497,6 +519,9 @@ class _Downsample:
         self.power: list[tuple[np.ndarray, np.ndarray]] = []  # (gpu, ts)
 
     def add(self, df: pl.DataFrame) -> None:
+        if df.get_column("ts").null_count():
+            # gpu_samples always has a time; a row without one belongs to no period.
+            df = df.filter(pl.col("ts").is_not_null())
         if df.height == 0:
             return
         gpu, code = self._gpu_and_metric(df)
@@ -634,7 +659,7 @@ class _Periods:
         self.sums.append(np.bincount(slot, number[averaged], 4 * cells.size).reshape(4, -1))
         self.counts.append(np.bincount(slot, minlength=4 * cells.size).reshape(4, -1))
         self.cells.append((cells.gpu, cells.period))
-        self.labels.append(_first_non_null(labels, cell, cells.size))
+        self.labels.append(_compacted(_first_non_null(labels, cell, cells.size)))
 
     def merge(self) -> tuple[_Cells, pl.DataFrame, list[np.ndarray], list[np.ndarray]]:
         """The batches' cells combined: cells, labels, sums and counts per _AVERAGED."""
@@ -709,6 +734,13 @@ def _distinct_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarra
     np.not_equal(key[1:], key[:-1], out=keep[1:])
     key = key[keep]
     return key // span + a0, key % span + b0
+
+
+def _compacted(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame with its text in buffers of its own. A few rows gathered from a batch keep
+    the batch's whole string buffers alive otherwise (polars' string views): a day of
+    per-file label rows held ~1 GB of CSV text that way."""
+    return pl.from_arrow(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))
 
 
 def _first_non_null(labels: pl.DataFrame, cell: np.ndarray, n: int) -> pl.DataFrame:

@@ -118,6 +118,32 @@ def test_lazy_scan_of_parts_read_in_small_batches_gives_the_same_minutes(
     assert _row(lazy, T0, "GPU-A")["energy_wh"] == pytest.approx(4.5)
 
 
+def test_fed_part_by_part_as_written_gives_the_same_tables(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = _samples()
+    # Parts as a day's files are written: GPU A's minute 0 split over three of them, the
+    # energy reset in another, and each part read in batches smaller than itself.
+    monkeypatch.setattr(dcgm, "BATCH_ROWS", 3)
+    fed = dcgm.HourlyAndMinutely()
+    for offset, length in [(0, 7), (7, 9), (16, 1), (17, 0), (17, 100)]:
+        fed.add(samples.slice(offset, length))
+    hourly, minutely = fed.finish()
+    monkeypatch.setattr(dcgm, "BATCH_ROWS", 4_000_000)
+    assert hourly.equals(downsample_hourly(samples))
+    assert minutely.equals(downsample_minutely(samples))
+    # The hand-computed figures of test_minutes_add_up_to_the_hour.
+    assert dict(hourly.select("gpu_uuid", "energy_wh").iter_rows()) == pytest.approx(
+        {"GPU-A": 7.0, "GPU-B": 10.0})
+    assert dict(hourly.select("gpu_uuid", "samples").iter_rows()) == {"GPU-A": 7, "GPU-B": 3}
+    assert _row(minutely, M1, "GPU-A")["k8s_pod"] == "vllm-a-2"
+
+
+def test_nothing_fed_gives_empty_tables() -> None:
+    hourly, minutely = dcgm.HourlyAndMinutely().finish()
+    assert hourly.height == minutely.height == 0
+    assert minutely.schema == pl.Schema(GPU_MINUTELY)
+
+
 def test_empty_samples_give_an_empty_table() -> None:
     empty = downsample_minutely(pl.DataFrame(schema=GPU_SAMPLES).lazy())
     assert empty.height == 0 and empty.schema == pl.Schema(GPU_MINUTELY)

@@ -124,3 +124,51 @@ def test_changed_neighbour_is_read_again(world: dict) -> None:
         _request("late", "2026-10-02T23:59:59Z", 11)])
     _run(world, D2, D2)
     assert _day(world, D2)["request_id"].to_list() == ["d2-0", "d2-1", "late", "spill"]
+
+
+DCGM_HEADER = ("timestamp,Hostname,gpu,UUID,modelName,GPU_I_PROFILE,GPU_I_ID,namespace,pod,"
+               "container,metric,value")
+
+
+def _dcgm(ts: str, uuid: str, metric: str, value: float) -> str:
+    return (f"{ts},gpu-host-1,0,{uuid},NVIDIA H100 80GB HBM3,,,inference,vllm-{uuid[-1]},"
+            f"vllm,{metric},{value}")
+
+
+def _telemetry_run(world: dict, first: date, last: date) -> pl.DataFrame:
+    tags = {"dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat()}
+    assert dg.materialize([gpu_telemetry], resources={"storage": world["storage"]},
+                          tags=tags).success
+    return lake.read_partition(world["lake"], "gpu_hourly", D2).sort("hour_start", "gpu_uuid")
+
+
+def test_telemetry_hours_are_the_same_downsampled_as_written_or_read_back(world: dict) -> None:
+    energy = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+    e0 = 1_000_000_000
+    # Day 1's file was flushed after midnight: its last two scrapes of GPU-A are on day 2.
+    _write(world["landing"], "gpu_telemetry/dcgm/2026-10-01/host-1.csv", [
+        DCGM_HEADER,
+        *[_dcgm(f"2026-10-01T23:59:{s}Z", "GPU-A", energy, e0 + i * 4_500_000)
+          for i, s in enumerate(["30", "45"])],
+        _dcgm("2026-10-02T00:00:00Z", "GPU-A", energy, e0 + 9_000_000),
+        _dcgm("2026-10-02T00:00:15Z", "GPU-A", energy, e0 + 13_500_000),
+        _dcgm("2026-10-02T00:00:00Z", "GPU-A", "DCGM_FI_DEV_POWER_USAGE", 500)])
+    _write(world["landing"], "gpu_telemetry/dcgm/2026-10-02/host-1.csv", [
+        DCGM_HEADER,
+        _dcgm("2026-10-02T00:00:30Z", "GPU-A", energy, e0 + 18_000_000),
+        _dcgm("2026-10-02T00:00:30Z", "GPU-A", "DCGM_FI_DEV_POWER_USAGE", 300),
+        _dcgm("2026-10-02T00:00:45Z", "GPU-B", "DCGM_FI_DEV_GPU_UTIL", 50)])
+    # A daily run downsamples day 2's rows as they are written, from both files.
+    daily = _telemetry_run(world, D2, D2)
+    # A backfill longer than FOLDED_DOWNSAMPLE_DAYS reads each day back from the lake.
+    window = _telemetry_run(world, D1, date(2026, 10, 4))
+    assert daily.equals(window)
+    a, b = daily.row(0, named=True), daily.row(1, named=True)
+    assert (a["gpu_uuid"], b["gpu_uuid"]) == ("GPU-A", "GPU-B")
+    # Scrapes at 00:00:00, :15 and :30 (two files); counter deltas of day 2's readings:
+    # 2 x 4.5e6 mJ = 2.5 Wh; power (500 + 300) / 2.
+    assert (a["samples"], a["energy_wh"], a["power_w_avg"]) == (3, pytest.approx(2.5), 400.0)
+    assert b["busy_fraction"] == pytest.approx(0.5)
+    samples = lake.read_partition(world["lake"], "gpu_samples", D2)
+    assert samples.height == 6
