@@ -516,6 +516,7 @@ class _Downsample:
         self.gpus = pl.DataFrame(schema={c: pl.String for c in _GPU_KEY})
         self.scrapes: list[tuple[np.ndarray, np.ndarray]] = []  # distinct (gpu, ts)
         self.energy: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (gpu, ts, mJ)
+        self._energy_deltas: tuple[np.ndarray, ...] | None = None  # see _deltas
         self.power: list[tuple[np.ndarray, np.ndarray]] = []  # (gpu, ts)
 
     def add(self, df: pl.DataFrame) -> None:
@@ -609,20 +610,28 @@ class _Downsample:
     def _energy(self, cells: _Cells, period_us: int) -> tuple[np.ndarray, np.ndarray]:
         """Wh from the energy counter's deltas per cell (by the later sample's period), and
         the number of counter readings per cell."""
-        gpu, ts, mj = self._concat(self.energy)
-        key = _pack(gpu, ts)
-        if np.any(key[1:] < key[:-1]):  # files list a GPU's readings in time order
-            order = np.argsort(key, kind="stable")
-            gpu, ts, mj = gpu[order], ts[order], mj[order]
-        self.energy = [(gpu, ts, mj)]  # sorted for the next period length
+        gpu, ts, delta, same_gpu = self._deltas()
         cell = cells.find(gpu, ts // period_us)
-        delta = np.diff(mj, prepend=np.nan)
-        # A drop means the counter restarted from zero: the new value is what accrued.
-        delta = np.where(delta < 0, mj, delta)
-        same_gpu = np.zeros(gpu.size, np.bool_)
-        same_gpu[1:] = gpu[1:] == gpu[:-1]
         wh = np.bincount(cell[same_gpu], delta[same_gpu], cells.size) / _MJ_PER_WH
         return wh, np.bincount(cell, minlength=cells.size)
+
+    def _deltas(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every counter reading in (GPU, time) order, with its delta from the GPU's previous
+        reading and whether it has one. The same for every period length: worked out once."""
+        if self._energy_deltas is None:
+            gpu, ts, mj = self._concat(self.energy)
+            key = _pack(gpu, ts)
+            if np.any(key[1:] < key[:-1]):  # files list a GPU's readings in time order
+                order = np.argsort(key, kind="stable")
+                gpu, ts, mj = gpu[order], ts[order], mj[order]
+            self.energy = []
+            delta = np.diff(mj, prepend=np.nan)
+            # A drop means the counter restarted from zero: the new value is what accrued.
+            delta = np.where(delta < 0, mj, delta)
+            same_gpu = np.zeros(gpu.size, np.bool_)
+            same_gpu[1:] = gpu[1:] == gpu[:-1]
+            self._energy_deltas = (gpu, ts, delta, same_gpu)
+        return self._energy_deltas
 
     def _power_interval(self, gpus: np.ndarray) -> np.ndarray:
         """Median interval (us) between a GPU's distinct power timestamps, by GPU number;
