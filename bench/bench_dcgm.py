@@ -6,10 +6,9 @@ Generates one gzip long-CSV file per host and day (8 GPUs a host, 6 DCGM fields,
 every `interval` seconds: 1,000 GPUs x 6 x 5,760 = 34.6 million samples), one child process
 per batch of hosts. Then, in a child process whose peak RSS is read with
 resource.getrusage(RUSAGE_CHILDREN), host file by host file: `dcgm.read_gpu_telemetry_bytes`,
-the samples written as a Parquet part of the day's gpu_samples partition, and
-`dcgm.downsample_hourly`, whose rows become the day's gpu_hourly partition. Then
-`dcgm.downsample_minutely` over a lazy scan of the day's gpu_samples parts (as the
-ingestion calls it), written as the gpu_minutely partition. Checks the sample count, one
+the samples written as a Parquet part of the day's gpu_samples partition and fed to
+`dcgm.HourlyAndMinutely` (as the daily ingestion does). Then the day's gpu_hourly and
+gpu_minutely tables from its partials. Checks the sample count, one
 hourly row per GPU and hour and one minute row per GPU and minute, and energy from the
 counter against mean power x the period. Target: peak < 4 GB.
 """
@@ -95,8 +94,6 @@ def generate(workdir: Path, gpus: int, interval: int, workers: int) -> dict:
 
 
 def run_connector(workdir: Path) -> dict:
-    import polars as pl
-
     from connectors import dcgm, lake
     from connectors.landing import LocalStore
 
@@ -106,21 +103,20 @@ def run_connector(workdir: Path) -> dict:
     samples = lake.PartitionWriter(root, "gpu_samples", DAY)
     started = time.perf_counter()
     read = written = quarantined = 0
-    hourly = []
+    downsample = dcgm.HourlyAndMinutely()
     for key in keys:
         result = dcgm.read_gpu_telemetry_bytes(store.read_bytes(key), key)
         read += result.rows_read
         written += result.rows_written
         quarantined += result.rows_quarantined
         samples.write(result.rows)
-        hourly.append(dcgm.downsample_hourly(result.rows))
+        downsample.add(result.rows)  # as the daily ingestion does, file by file as written
         del result
-    final = samples.commit()
-    day = pl.concat(hourly)
-    lake.write_table(root, "gpu_hourly", DAY, day)
+    samples.commit()
     seconds = time.perf_counter() - started
     minute_started = time.perf_counter()
-    minutely = dcgm.downsample_minutely(pl.scan_parquet(final / "*.parquet"))
+    day, minutely = downsample.finish()
+    lake.write_table(root, "gpu_hourly", DAY, day)
     lake.write_table(root, "gpu_minutely", DAY, minutely)
     minute_seconds = time.perf_counter() - minute_started
     energy_vs_power = (day["energy_wh"] / day["power_w_avg"]).median()
@@ -180,9 +176,9 @@ def report(generated: dict, gen_s: float, r: dict) -> None:
     print("| run | wall s | samples/s | CPU s | peak RSS MB |")
     print("| --- | ---: | ---: | ---: | ---: |")
     total = r["seconds"] + r["minute_seconds"]
-    print(f"| read + lake + hourly downsample | {r['seconds']:.1f} | "
+    print(f"| read + lake + downsample partials (fed as written) | {r['seconds']:.1f} | "
           f"{samples / r['seconds']:,.0f} | | |")
-    print(f"| minute downsample (lazy scan of the parts) | {r['minute_seconds']:.1f} | "
+    print(f"| hour and minute tables from the partials | {r['minute_seconds']:.1f} | "
           f"{samples / r['minute_seconds']:,.0f} | | |")
     print(f"| all | {total:.1f} | {samples / total:,.0f} | {r['cpu_seconds']:.1f} | "
           f"{r['peak_mb']:,.0f} |")
