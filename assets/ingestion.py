@@ -104,11 +104,7 @@ def _stream_days(
     try:
         for part in stream.parts:
             ts = pl.col(stream.ts_column)
-            for key, first, last in (
-                part.rows.group_by("source_file")
-                .agg(ts.min().alias("first"), ts.max().alias("last"))
-                .iter_rows()
-            ):
+            for key, first, last in _file_spans(part.rows, ts):
                 if key in ranges:
                     first, last = min(first, ranges[key][0]), max(last, ranges[key][1])
                 ranges[key] = (first, last)
@@ -157,6 +153,17 @@ def _stream_days(
     finally:
         for writer in (*rows.values(), *quarantine.values()):
             writer.abort()
+
+
+def _file_spans(rows: pl.DataFrame, ts: pl.Expr) -> list[tuple]:
+    """(source_file, first row time, last row time) of each file in a part."""
+    files = rows.get_column("source_file")
+    if files.len() and not files.null_count() and (files == files[0]).all():
+        # The usual part, one file's rows: no group-by over text (34.6 M samples a day
+        # hashed ~1.2 CPU s).
+        return [(files[0], *rows.select(ts.min().alias("first"), ts.max().alias("last")).row(0))]
+    return rows.group_by("source_file").agg(ts.min().alias("first"),
+                                            ts.max().alias("last")).rows()
 
 
 def _result(
