@@ -93,7 +93,8 @@ def _stream_days(
     day, quarantine into its file's home day; every day swapped in once all parts are
     written, with its manifest. Rows of days outside the window (read from neighbouring
     files) belong to those days' runs and are not written here. `on_written(day, rows)`
-    sees every frame written to a day's partition, in the order written."""
+    sees every frame written to a day's partition, as written (conformed to the table), in
+    the order written."""
     rows = {d: lake.PartitionWriter(storage.lake, table, d) for d in days}
     quarantine = {
         d: lake.PartitionWriter(storage.lake, f"_quarantine/{table}", d, QUARANTINE) for d in days
@@ -119,9 +120,9 @@ def _stream_days(
                              in dated.partition_by("_day", as_dict=True).items()]
             for day, frame in days_rows:
                 if day in rows:
-                    rows[day].write(frame)
+                    written = rows[day].write(frame)
                     if on_written is not None:
-                        on_written(day, frame)
+                        on_written(day, written)
             if part.quarantine.height:
                 q_home = part.quarantine.with_columns(
                     pl.col("source_file")

@@ -82,13 +82,15 @@ class PartitionWriter:
         self.parts = 0
         self.rows = 0
 
-    def write(self, df: pl.DataFrame) -> None:
+    def write(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Write `df` as the next part; returns it as written (conformed to the table)."""
+        df = conform(df, self.schema)
         if df.height == 0:
-            return
-        conform(df, self.schema).write_parquet(
-            self.tmp / f"part-{self.parts:05d}.parquet", **PARQUET_OPTIONS)
+            return df
+        df.write_parquet(self.tmp / f"part-{self.parts:05d}.parquet", **PARQUET_OPTIONS)
         self.parts += 1
         self.rows += df.height
+        return df
 
     def commit(self) -> Path:
         if self.parts == 0:  # "no rows that day" is recorded, as replace_partition does
