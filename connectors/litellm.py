@@ -817,7 +817,7 @@ def _normalize(
     ).drop("_api_key")
     if customer_salt is not None:
         out = out.with_columns(
-            sha256_hex(pl.col("customer_id"), out["customer_id"], salt=customer_salt, length=16)
+            pseudonymized_customers(pl.col("customer_id"), out["customer_id"], customer_salt)
             .alias("customer_id")
         )
     return conform(out, GATEWAY_REQUESTS)
@@ -831,6 +831,12 @@ def sha256_hex(col: pl.Expr, values: pl.Series, *, salt: str = "", length: int =
     distinct = values.drop_nulls().unique().to_list()
     digests = [hashlib.sha256((salt + v).encode()).hexdigest()[:length] for v in distinct]
     return col.replace_strict(distinct, digests, default=None, return_dtype=pl.String)
+
+
+def pseudonymized_customers(col: pl.Expr, values: pl.Series, salt: str) -> pl.Expr:
+    """Customer ids as the lake keeps them when INFERLEDGER_CUSTOMER_SALT is set: the first
+    16 hex digits of sha256(salt + id). Every reader of customer ids hashes through here."""
+    return sha256_hex(col, values, salt=salt, length=16)
 
 
 def private_host(host: pl.Expr) -> pl.Expr:
