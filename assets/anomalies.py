@@ -23,6 +23,8 @@ from assets import anomaly_detection as ad
 from assets.partitions import DAILY
 from assets.resources import StorageResource
 from assets.warehouse import WAREHOUSE_POOL, table_exists
+from connectors.planned_events import KEY as PLANNED_EVENTS_KEY
+from connectors.planned_events import read_planned_events
 
 # Enough history for 8 same-weekday points, or 5 weeks of hours, before the window.
 DAILY_LOOKBACK_DAYS = 8 * 7 + 28
@@ -224,6 +226,14 @@ def detect_window(
     return alerts.filter((pl.col("usage_date") >= start) & (pl.col("usage_date") < end))
 
 
+def planned_events(storage: StorageResource) -> list[ad.PlannedEvent]:
+    """The launches announced in the landing store (connectors.planned_events)."""
+    rows = read_planned_events(storage.store(), ("total", *ad.LEAF_DIMENSIONS),
+                               customer_salt=storage.customer_salt)
+    return [ad.PlannedEvent(r["dimension"], r["key"], r["start_date"], r["end_date"],
+                            r["description"]) for r in rows.iter_rows(named=True)]
+
+
 def write_alerts(con: duckdb.DuckDBPyConnection, alerts: pl.DataFrame, start: date, end: date) -> None:
     """Replace the window's days in `cost_anomalies` in one transaction."""
     frame = alerts.with_columns(
@@ -299,8 +309,13 @@ def check_result(alerts: pl.DataFrame) -> dg.AssetCheckResult:
 def cost_anomalies(context: dg.AssetExecutionContext, storage: StorageResource):
     window = context.partition_time_window
     start, end = window.start.date(), window.end.date()
+    planned = planned_events(storage)
+    if planned:
+        context.log.info(f"{len(planned)} planned event(s) from {PLANNED_EVENTS_KEY}: alerts "
+                         "inside them are recorded, not paged")
     with duckdb.connect(storage.warehouse) as con:
-        alerts = detect_window(con, storage.lake_path, start, end, keep_hourly_tokens=True)
+        alerts = detect_window(con, storage.lake_path, start, end, keep_hourly_tokens=True,
+                               planned=planned)
         write_alerts(con, alerts, start, end)
     yield dg.MaterializeResult(
         metadata={

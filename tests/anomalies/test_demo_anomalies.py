@@ -128,3 +128,31 @@ def test_hourly_token_sums_are_kept_and_only_the_window_is_summed_again(demo: Pa
     assert after[date(2026, 10, 5)] == 0  # read back, not summed again
     assert after[date(2026, 10, 11)] == per_day[date(2026, 10, 11)]  # the window, summed again
     assert kept_again.height > 0
+
+
+def test_a_planned_launch_in_the_landing_store_is_recorded_but_does_not_page(
+        demo: Path, tmp_path: Path) -> None:
+    """Pied Piper's onboarding (2026-10-21), announced in config/planned_events.csv: the
+    alert is still in the table, explained by the plan; only Globex pages."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(demo / "warehouse.duckdb", warehouse)
+    landing = tmp_path / "landing"
+    (landing / "config").mkdir(parents=True)
+    (landing / "config" / "planned_events.csv").write_text(
+        "dimension,key,start_date,end_date,description\n"
+        "customer,cust_piedpiper,2026-10-20,2026-10-22,Pied Piper onboarding\n")
+    storage = StorageResource(landing=str(landing), lake=str(demo / "lake"), warehouse=str(warehouse))
+    result = dg.materialize(
+        [cost_anomalies], resources={"storage": storage},
+        tags={"dagster/asset_partition_range_start": "2026-10-01",
+              "dagster/asset_partition_range_end": "2026-10-30"},
+    )
+    (check,) = result.get_asset_check_evaluations()
+    assert check.metadata["paging_incidents"].value == 2  # globex, day and hour
+    assert {i["key"] for i in check.metadata["top_incidents"].value} == {"cust_globex"}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        piedpiper = con.sql(
+            "select usage_date, severity, explained_by from cost_anomalies where grain = 'day' "
+            "and dimension = 'customer' and key = 'cust_piedpiper' and status = 'triggered'"
+        ).fetchall()
+    assert piedpiper == [(date(2026, 10, 21), "info", "planned: Pied Piper onboarding")]
