@@ -80,13 +80,13 @@ def parse_planned_events(data: bytes, *, source: str, dimensions: Iterable[str],
     )
     problem = pl.coalesce(
         pl.when(~pl.col("dimension").is_in(known).fill_null(False)).then(pl.format(
-            "dimension '{}' is not one the detector watches ({})", pl.col("dimension"),
+            "dimension '{}' is not one the detector watches ({})", pl.col("dimension").fill_null(""),
             pl.lit(", ".join(known)))),
         pl.when(pl.col("key").fill_null("") == "").then(pl.lit("key is empty")),
         pl.when(pl.col("start_date").is_null()).then(pl.format(
-            "start_date '{}' is not a date (YYYY-MM-DD)", pl.col("_start_text"))),
+            "start_date '{}' is not a date (YYYY-MM-DD)", pl.col("_start_text").fill_null(""))),
         pl.when(pl.col("end_date").is_null()).then(pl.format(
-            "end_date '{}' is not a date (YYYY-MM-DD)", pl.col("_end_text"))),
+            "end_date '{}' is not a date (YYYY-MM-DD)", pl.col("_end_text").fill_null(""))),
         pl.when(pl.col("end_date") < pl.col("start_date")).then(
             pl.lit("end_date is before start_date (both days are inclusive)")),
         pl.when(pl.col("description").fill_null("") == "").then(

@@ -58,6 +58,10 @@ def test_no_file_or_only_a_header_means_no_events(tmp_path: Path) -> None:
      "line 3: end_date is before start_date"),
     ("feature,code-review,20/10/2026,2026-10-24,launch",
      "line 3: start_date '20/10/2026' is not a date (YYYY-MM-DD)"),
+    (",code-review,2026-10-20,2026-10-24,launch",
+     "line 3: dimension '' is not one the detector watches"),
+    ("feature,code-review,,2026-10-24,launch",
+     "line 3: start_date '' is not a date (YYYY-MM-DD)"),
     ("feature,,2026-10-20,2026-10-24,launch", "line 3: key is empty"),
     ("feature,code-review,2026-10-20,2026-10-24,", "line 3: description is empty"),
 ])
