@@ -50,7 +50,7 @@ from connectors.litellm import (
     money_from_text,
     null_if_blank,
     private_host,
-    pseudonymized_customers,
+    pseudonymize_customers,
     sha256_hex,
 )
 from connectors.result import ParseResult, SourceFormatError
@@ -301,8 +301,7 @@ def _normalize(df: pl.DataFrame, source: str, self_hosted_deployments: frozenset
     out = out.with_columns(sha256_hex(pl.col("_api_key"), out["_api_key"]).alias("api_key_hash")
                            ).drop("_api_key")
     if customer_salt is not None:
-        out = out.with_columns(pseudonymized_customers(
-            pl.col("customer_id"), out["customer_id"], customer_salt).alias("customer_id"))
+        out = pseudonymize_customers(out, customer_salt)
     return conform(out, GATEWAY_REQUESTS)
 
 

@@ -816,10 +816,7 @@ def _normalize(
         sha256_hex(pl.col("_api_key"), out["_api_key"]).alias("api_key_hash"),
     ).drop("_api_key")
     if customer_salt is not None:
-        out = out.with_columns(
-            pseudonymized_customers(pl.col("customer_id"), out["customer_id"], customer_salt)
-            .alias("customer_id")
-        )
+        out = pseudonymize_customers(out, customer_salt)
     return conform(out, GATEWAY_REQUESTS)
 
 
@@ -833,10 +830,56 @@ def sha256_hex(col: pl.Expr, values: pl.Series, *, salt: str = "", length: int =
     return col.replace_strict(distinct, digests, default=None, return_dtype=pl.String)
 
 
-def pseudonymized_customers(col: pl.Expr, values: pl.Series, salt: str) -> pl.Expr:
-    """Customer ids as the lake keeps them when INFERLEDGER_CUSTOMER_SALT is set: the first
+def customer_pseudonym(customer_id: str, salt: str) -> str:
+    """A customer id as the lake keeps it when INFERLEDGER_CUSTOMER_SALT is set: the first
     16 hex digits of sha256(salt + id). Every reader of customer ids hashes through here."""
-    return sha256_hex(col, values, salt=salt, length=16)
+    return hashlib.sha256((salt + customer_id).encode()).hexdigest()[:16]
+
+
+def pseudonymized_customers(col: pl.Expr, values: pl.Series, salt: str) -> pl.Expr:
+    """customer_pseudonym over a column, computed once per distinct id."""
+    distinct = values.drop_nulls().unique().to_list()
+    return col.replace_strict(distinct, [customer_pseudonym(v, salt) for v in distinct],
+                              default=None, return_dtype=pl.String)
+
+
+# Request tags that name the customer (`customer:acme`): hashed with the customer ids.
+CUSTOMER_TAG_KEYS = ("customer", "customer_id", "end_user", "user")
+
+
+def pseudonymize_customers(rows: pl.DataFrame, salt: str) -> pl.DataFrame:
+    """gateway_requests rows with `customer_id`, and the customer tags in `tags`, hashed
+    (pseudonymized_customers): a customer named in a tag must not survive the salt. `tags`
+    is the JSON list of "key:value" strings the gateway wrote; a set of tags is rewritten
+    only when it holds a customer tag, and text that is not such a list is left as is."""
+    rows = rows.with_columns(
+        pseudonymized_customers(pl.col("customer_id"), rows["customer_id"], salt)
+        .alias("customer_id"))
+    if "tags" not in rows.columns:
+        return rows
+    sets = rows["tags"].drop_nulls().unique().to_list()  # a day has a few distinct tag sets
+    rewritten = {text: _hashed_customer_tags(text, salt) for text in sets}
+    changed = {text: new for text, new in rewritten.items() if new != text}
+    if not changed:
+        return rows
+    return rows.with_columns(pl.col("tags").replace(list(changed), list(changed.values())))
+
+
+def _hashed_customer_tags(text: str, salt: str) -> str:
+    try:
+        tags = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(tags, list):
+        return text
+    out, changed = [], False
+    for tag in tags:
+        key, sep, value = tag.partition(":") if isinstance(tag, str) else ("", "", "")
+        if sep and value.strip() and key.strip().lower() in CUSTOMER_TAG_KEYS:
+            tag = f"{key}:{customer_pseudonym(value.strip(), salt)}"
+            changed = True
+        out.append(tag)
+    return json.dumps(out, separators=(",", ":")) if changed else text
 
 
 def private_host(host: pl.Expr) -> pl.Expr:

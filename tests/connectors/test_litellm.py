@@ -159,6 +159,26 @@ def test_self_hosted_deployments_from_inventory_and_customer_pseudonyms() -> Non
     assert row["customer_id"] == hashlib.sha256(b"peppercust_acme").hexdigest()[:16]
 
 
+def test_customer_named_in_a_request_tag_is_hashed_with_the_salt() -> None:
+    data = _jsonl([
+        _row("r1", request_tags=["feature:chat-assistant", "customer:cust_acme"]),
+        _row("r2", request_tags=["feature:chat-assistant", "env:prod"]),
+        _row("r3", end_user="", request_tags=["End_User: cust_globex", "env:prod"])])
+    plain = read_litellm_jsonl(data, source_file="t.jsonl").rows
+    assert "cust_acme" in plain["tags"][0]
+    rows = {r["request_id"]: r for r in read_litellm_jsonl(
+        data, source_file="t.jsonl", customer_salt="pepper").rows.iter_rows(named=True)}
+    acme = hashlib.sha256(b"peppercust_acme").hexdigest()[:16]
+    globex = hashlib.sha256(b"peppercust_globex").hexdigest()[:16]
+    assert json.loads(rows["r1"]["tags"]) == ["feature:chat-assistant", f"customer:{acme}"]
+    assert rows["r1"]["customer_id"] == acme  # the tag and the column name the same pseudonym
+    assert rows["r2"]["tags"] == plain["tags"][1]  # no customer tag: kept as written
+    assert json.loads(rows["r3"]["tags"]) == [f"End_User:{globex}", "env:prod"]
+    assert rows["r1"]["feature"] == "chat-assistant"
+    for row in rows.values():
+        assert "cust_acme" not in row["tags"] and "cust_globex" not in row["tags"]
+
+
 def test_duplicate_within_one_file_and_cached_above_prompt() -> None:
     data = _jsonl([
         _row("dup", prompt_tokens=10), _row("dup", prompt_tokens=10),
