@@ -826,21 +826,26 @@ _URL_HOST = r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^/:?#]+)"
 def sha256_hex(col: pl.Expr, values: pl.Series, *, salt: str = "", length: int = 64) -> pl.Expr:
     """sha256(salt + value) hex, computed once per distinct value (keys and customers are few)."""
     distinct = values.drop_nulls().unique().to_list()
-    digests = [hashlib.sha256((salt + v).encode()).hexdigest()[:length] for v in distinct]
+    digests = [_sha256_hex(v, salt, length) for v in distinct]
     return col.replace_strict(distinct, digests, default=None, return_dtype=pl.String)
 
 
+def _sha256_hex(value: str, salt: str, length: int) -> str:
+    return hashlib.sha256((salt + value).encode()).hexdigest()[:length]
+
+
+# A customer id as the lake keeps it when INFERLEDGER_CUSTOMER_SALT is set: the first 16
+# hex digits of sha256(salt + id). Every reader of customer ids hashes through these two.
+_CUSTOMER_HASH_LENGTH = 16
+
+
 def customer_pseudonym(customer_id: str, salt: str) -> str:
-    """A customer id as the lake keeps it when INFERLEDGER_CUSTOMER_SALT is set: the first
-    16 hex digits of sha256(salt + id). Every reader of customer ids hashes through here."""
-    return hashlib.sha256((salt + customer_id).encode()).hexdigest()[:16]
+    return _sha256_hex(customer_id, salt, _CUSTOMER_HASH_LENGTH)
 
 
 def pseudonymized_customers(col: pl.Expr, values: pl.Series, salt: str) -> pl.Expr:
     """customer_pseudonym over a column, computed once per distinct id."""
-    distinct = values.drop_nulls().unique().to_list()
-    return col.replace_strict(distinct, [customer_pseudonym(v, salt) for v in distinct],
-                              default=None, return_dtype=pl.String)
+    return sha256_hex(col, values, salt=salt, length=_CUSTOMER_HASH_LENGTH)
 
 
 # Request tags that name the customer (`customer:acme`): hashed with the customer ids.
