@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	# pyspark ships only as a source archive, and uv builds it again into a new cache entry
+	# (~1 GB) on every fresh install; without this the cache filled a 250 GB disk.
+	$(BIN)/uv cache prune --quiet
 	touch $(STAMP)
 
 # The dbt manifest is prepared at build time, so loading the code location stays quick.
