@@ -138,6 +138,8 @@ def main() -> None:
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
+        import connectors  # noqa: F401  (the product's allocator settings, before polars loads)
+
         print(json.dumps(run_connector(args.workdir)))
         return
     if args.measure:

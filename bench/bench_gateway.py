@@ -239,6 +239,10 @@ def main() -> None:
     parser.add_argument("--measure", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
+        # Every reader runs with the product's process settings (polars' allocator,
+        # configured by `connectors` before polars loads), the bare read included.
+        import connectors  # noqa: F401
+
         run = {"connector": run_connector, "bare": run_bare, "duckdb_floor": run_duckdb_floor}
         print(json.dumps(run[args.run](args.workdir)))
         return
