@@ -44,6 +44,12 @@ SOURCE = "litellm"
 CHUNK_BYTES = 64 << 20
 # Rows per batch when DuckDB streams a local file.
 STREAM_BATCH_ROWS = 250_000
+# DuckDB's reader's `maximum_object_size`: it takes lines up to about twice this (its buffer)
+# and refuses a longer one, and the file continues from that line through the exact
+# reader, which has no limit. DuckDB sizes its read buffers from it: at
+# 256 MiB a 1 M-line file took 1.15 GB to read and 364 k page faults, at 64 MiB 0.76 GB
+# and 265 k, and two files are read at once. 64 MiB is a conversation of ~16 M tokens.
+MAX_FAST_LINE_BYTES = 64 * 2**20
 
 # Every field read as text: numbers keep their exact decimal spelling (spend goes straight
 # to Decimal) and a wrongly typed value quarantines one row instead of failing the file.
@@ -189,7 +195,7 @@ def _read_json_sql(metadata_as_text: bool) -> str:
     # Bodies are parsed (JSON has no way to skip them) but never projected; large ones are
     # allowed so a long conversation does not send the file down the slow path.
     return ("select * from read_json($path, format = 'newline_delimited', "
-            f"maximum_object_size = 268435456, columns = {{{columns}}})")
+            f"maximum_object_size = {MAX_FAST_LINE_BYTES}, columns = {{{columns}}})")
 
 
 def _stream(path: Path) -> Iterator[pl.DataFrame]:

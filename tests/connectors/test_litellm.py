@@ -348,6 +348,36 @@ def test_a_malformed_line_late_in_a_file_continues_line_by_line(tmp_path: Path) 
     assert result.rows["request_id"].n_unique() == 299
 
 
+def test_a_line_longer_than_the_fast_readers_limit_is_read_exactly(tmp_path: Path, monkeypatch) -> None:
+    from connectors import litellm
+
+    # DuckDB refuses a line over twice the limit (its buffer, 32 MiB at least).
+    monkeypatch.setattr(litellm, "MAX_FAST_LINE_BYTES", 16 * 2**20)
+    long_body = _row("r-long", prompt_tokens=7000, completion_tokens=9,
+                     messages=[{"role": "user", "content": "x" * (40 * 2**20)}])
+    refused = []
+    stream = litellm._stream
+
+    def watched(path):
+        try:
+            yield from stream(path)
+        except litellm._FastPathRefused as e:
+            refused.append(str(e))
+            raise
+
+    monkeypatch.setattr(litellm, "_stream", watched)
+    rows = [_row(f"r{i}", prompt_tokens=i, completion_tokens=1) for i in range(5)]
+    rows.insert(3, long_body)
+    (tmp_path / "long.jsonl").write_bytes(_jsonl(rows))
+    result = read_litellm(LocalStore(tmp_path), ["long.jsonl"])
+    result.check_balance()
+    assert (result.rows_read, result.rows_written, result.rows_quarantined) == (6, 6, 0)
+    # 0+1+2 before the long line, 7000 in it, 3+4 after: none lost, none counted twice.
+    assert result.rows["input_uncached_tokens"].sum() == 7010
+    assert result.rows["output_tokens"].sum() == 14
+    assert len(refused) == 1 and "maximum_object_size" in refused[0]
+
+
 def test_truncated_gzip_is_a_whole_file_error(tmp_path: Path) -> None:
     from connectors.result import SourceFormatError
 
