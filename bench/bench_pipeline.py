@@ -416,7 +416,8 @@ def report(scale: float, generated: dict, gen_s: float, day1: dict, bound: dict,
             f"{k} {a:g}-{b:g}" for k, (a, b) in sorted(
                 day1.get("timeline", {}).items(), key=lambda kv: kv[1][0])) + ".",
         "",
-        (f"End to end / raw-file lower bound: **{ratio:.1f}x** (target <= {TARGETS['ratio']:g}x); "
+        (f"End to end / raw-file lower bound: **{ratio:.2f}x** (target <= {TARGETS['ratio']:g}x: "
+         f"{'met' if ratio <= TARGETS['ratio'] else 'missed'}); "
          f"warehouse stage / lake query: {day1['warehouse_s'] / bound['total_s']:.0f}x. "
          f"End to end target <= {TARGETS['end_to_end_s']:g} s: "
          f"{'met' if day1['total_s'] <= TARGETS['end_to_end_s'] else 'missed'}; "
