@@ -35,6 +35,7 @@ from __future__ import annotations
 import gzip
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -482,8 +483,19 @@ def _finished(acc: _Downsample, periods: tuple[tuple[int, str, dict[str, pl.Data
               ) -> list[pl.DataFrame]:
     if not acc.gpus.height:
         return [empty(schema) for _, _, schema in periods]
-    return [conform(acc.finish(i, start), schema)
-            for i, (_, start, schema) in enumerate(periods)]
+    acc.prepare()
+
+    def one(i: int) -> pl.DataFrame:
+        _, start, schema = periods[i]
+        return conform(acc.finish(i, start), schema)
+
+    if len(periods) == 1:
+        return [one(0)]
+    # Each period length's table reads the shared state and writes only its own: the hour
+    # and the minute tables are built side by side (numpy's sorts and polars release the
+    # GIL), so a day's last step uses both cores.
+    with ThreadPoolExecutor(max_workers=len(periods), thread_name_prefix="downsample") as pool:
+        return list(pool.map(one, range(len(periods))))
 
 
 class HourlyAndMinutely:
@@ -559,13 +571,20 @@ class _Downsample:
         ).fill_null(_OTHER)
         return gpu.cast(pl.Int64).to_numpy()[run], code.to_numpy()[run]
 
+    def prepare(self) -> None:
+        """Work out once what every period length's table reads (the distinct scrapes, the
+        energy counter's deltas), so that `finish` only reads shared state."""
+        if len(self.scrapes) != 1:
+            self.scrapes = [_distinct_pairs(*self._concat(self.scrapes))]
+        self._deltas()
+
     def finish(self, i: int, start: str) -> pl.DataFrame:
-        """The table of the i-th period length, its start column named `start`."""
+        """The table of the i-th period length, its start column named `start` (after
+        `prepare`; tables of different period lengths can be built at once)."""
         periods = self.periods[i]
         cells, labels, sums, counts = periods.merge()
         n = cells.size
-        gpu, ts = _distinct_pairs(*self._concat(self.scrapes))
-        self.scrapes = [(gpu, ts)]  # already distinct for the next period length
+        (gpu, ts), = self.scrapes
         scrapes = np.bincount(cells.find(gpu, ts // periods.period_us), minlength=n)
         energy_wh, readings = self._energy(cells, periods.period_us)
         interval_us = self._power_interval(cells.gpu[(readings == 0) & (counts[_POWER] > 0)])
