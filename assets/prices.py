@@ -1,12 +1,18 @@
-"""Price references in the lake: the effective FX table the billing ingestion used.
+"""Price references in the lake: the effective FX table the billing ingestion used, and
+the GPU list prices of Google's Cloud Billing Catalog.
 
 Ingestion quarantines a bill row whose currency has no rate in the FX table (the dbt seed
 overridden by fx/*.csv in the landing store). The same effective table is written to
 lake/fx_rates/, one partition per rate date, so the warehouse can convert with exactly
 the rates ingestion checked against instead of the seed alone.
+
+GPU list prices (connectors.gcp_catalog) are pulled when INFERLEDGER_GCP_CATALOG is set,
+into lake/gpu_list_prices/, one partition per day a price took effect: what a GPU hour
+lists for, beside what the bills say it cost.
 """
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -15,7 +21,7 @@ import polars as pl
 from assets.ingestion import INGESTION_GROUP, RANGE_POLICY
 from assets.partitions import DAILY
 from assets.resources import StorageResource
-from connectors import fx, lake
+from connectors import fx, gcp_catalog, lake
 from connectors.schemas import FX_RATES, conform
 
 FX_TABLE = "fx_rates"
@@ -59,4 +65,54 @@ def lake_fx_rates(storage: StorageResource) -> dg.MaterializeResult:
     )
 
 
-PRICE_ASSETS = [lake_fx_rates]
+GPU_LIST_PRICES_TABLE = "gpu_list_prices"
+
+
+def write_gpu_list_prices(lake_root: str | Path, pulled: pl.DataFrame) -> list[str]:
+    """Merge a pull of the catalog into lake/gpu_list_prices/: each effective day's
+    partition is read, merged with the pull's prices of that day (gcp_catalog.price_history:
+    a price read again replaces itself, nothing is counted twice) and swapped in whole.
+    Partitions of other days are left as they are: they hold earlier prices. Returns the
+    partitions written."""
+    pulled = pulled.with_columns(gcp_catalog.partition_day().alias("_day"))
+    written = []
+    for (day,), part in pulled.group_by("_day", maintain_order=True):
+        kept = (lake.read_partition(lake_root, GPU_LIST_PRICES_TABLE, day)
+                if lake.partition_files(lake_root, GPU_LIST_PRICES_TABLE, day) else None)
+        merged = gcp_catalog.price_history(kept, part.drop("_day"))
+        lake.replace_partition(lake_root, GPU_LIST_PRICES_TABLE, day, merged)
+        written.append(f"date={day.isoformat()}")
+    return sorted(written)
+
+
+@dg.asset(
+    partitions_def=DAILY,
+    backfill_policy=RANGE_POLICY,
+    group_name=INGESTION_GROUP,
+    kinds={"polars", "parquet"},
+    description="lake/gpu_list_prices/: GPU list prices from Google's Cloud Billing Catalog "
+    "(per SKU, region, usage type and tier; exact Decimal; effective-dated, one partition per "
+    "day a price took effect, history kept), pulled when INFERLEDGER_GCP_CATALOG is set.",
+)
+def gpu_list_prices(storage: StorageResource) -> dg.MaterializeResult:
+    source = gcp_catalog.CatalogSource.from_env()
+    if source is None:
+        return dg.MaterializeResult(metadata={
+            "configured": dg.MetadataValue.bool(False),
+            "how_to_enable": dg.MetadataValue.text(
+                f"set {gcp_catalog.CATALOG_ENV}=1 (Compute Engine) or to a catalog service id"),
+        })
+    pulled = source.pull().with_columns(pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC"))
+                                        .alias("pulled_at"))
+    partitions = write_gpu_list_prices(storage.lake, pulled)
+    return dg.MaterializeResult(metadata={
+        "configured": dg.MetadataValue.bool(True),
+        "service": dg.MetadataValue.text(source.service),
+        "currency": dg.MetadataValue.text(source.currency),
+        "prices": dg.MetadataValue.int(pulled.height),
+        "skus": dg.MetadataValue.int(pulled["sku_id"].n_unique()),
+        "partitions_written": dg.MetadataValue.json(partitions),
+    })
+
+
+PRICE_ASSETS = [lake_fx_rates, gpu_list_prices]

@@ -24,17 +24,25 @@ GPU_SKU_PRICES, one row per SKU x service region x pricing tier:
 
 Money is exact: `units` (int64) and `nanos` (billionths) are combined as integers, never
 through a float.
+
+In the lake (`gpu_list_prices`, written by the asset of that name when
+INFERLEDGER_GCP_CATALOG is set) the prices are effective-dated like the FX rates: one
+partition per UTC day a price took effect, each pull merged into what is kept, so a price
+that changes adds a partition and the old price stays where it was (`price_history`).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import polars as pl
 
 from connectors.focus import parse_utc
-from connectors.schemas import MONEY, QUANTITY, TS, conform
+from connectors.schemas import GPU_LIST_PRICES, GPU_SKU_PRICES, MONEY, QUANTITY, conform
 
 COMPUTE_ENGINE_SERVICE = "services/6F81-5844-456A"
 GPU_DESCRIPTION = r"(?i)\bnvidia\b"
@@ -42,21 +50,75 @@ GPU_DESCRIPTION = r"(?i)\bnvidia\b"
 # numbers, so the hourly price stays exact).
 UNITS_PER_HOUR = {"h": 1, "min": 60, "s": 3600}
 
-GPU_SKU_PRICES: dict[str, pl.DataType] = {
-    "sku_id": pl.String,
-    "description": pl.String,
-    "service_id": pl.String,
-    "resource_group": pl.String,
-    "usage_type": pl.String,
-    "gpu_model": pl.String,
-    "region": pl.String,
-    "usage_unit": pl.String,
-    "start_usage_amount": QUANTITY,
-    "unit_price": MONEY,
-    "price_per_hour": MONEY,
-    "currency": pl.String,
-    "effective_time": TS,
-}
+
+# What one price is: a later pull of the same price replaces it, a new effective time adds one.
+PRICE_KEY = ["sku_id", "region", "usage_type", "start_usage_amount", "currency", "effective_time"]
+
+CATALOG_ENV = "INFERLEDGER_GCP_CATALOG"
+CATALOG_CURRENCY_ENV = "INFERLEDGER_GCP_CATALOG_CURRENCY"
+CATALOG_ENDPOINT_ENV = "INFERLEDGER_GCP_CATALOG_ENDPOINT"
+_ON = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class CatalogSource:
+    """Which catalog service to read, in which currency, and how to reach it."""
+
+    service: str  # services/<id>
+    currency: str
+    client: Callable[[], Any]  # -> google.cloud.billing_v1.CloudCatalogClient
+    endpoint: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CatalogSource | None:
+        """INFERLEDGER_GCP_CATALOG: `1`/`true` for Compute Engine's GPUs, or a service
+        (`services/<id>` or the bare id); unset, None. Currency from
+        INFERLEDGER_GCP_CATALOG_CURRENCY (USD), an API endpoint (Private Service Connect)
+        from INFERLEDGER_GCP_CATALOG_ENDPOINT. Credentials are Application Default
+        Credentials (GOOGLE_APPLICATION_CREDENTIALS, workload identity), never a file here."""
+        env = os.environ if env is None else env
+        value = env.get(CATALOG_ENV, "").strip()
+        if not value or value.lower() in {"0", "false", "no", "off"}:
+            return None
+        if value.lower() in _ON:
+            service = COMPUTE_ENGINE_SERVICE
+        else:
+            service = value if value.startswith("services/") else f"services/{value}"
+        currency = (env.get(CATALOG_CURRENCY_ENV) or "USD").strip().upper()
+        endpoint = (env.get(CATALOG_ENDPOINT_ENV) or "").strip() or None
+
+        def client() -> Any:  # a google.cloud.billing_v1.CloudCatalogClient
+            from google.cloud import billing_v1
+
+            options = {"api_endpoint": endpoint} if endpoint else None
+            return billing_v1.CloudCatalogClient(transport="rest", client_options=options)
+
+        return cls(service=service, currency=currency, client=client, endpoint=endpoint)
+
+    def pull(self) -> pl.DataFrame:
+        """The service's GPU list prices now (GPU_SKU_PRICES)."""
+        return list_gpu_sku_prices(self.client(), service=self.service,
+                                   currency_code=self.currency)
+
+
+def price_history(kept: pl.DataFrame | None, pulled: pl.DataFrame) -> pl.DataFrame:
+    """Prices kept in the lake with a new pull merged in (GPU_LIST_PRICES): a price pulled
+    again replaces its kept row (one row per PRICE_KEY), a price the catalog no longer
+    lists stays, as the history it is."""
+    pulled = conform(pulled, GPU_LIST_PRICES)
+    if kept is None or kept.height == 0:
+        merged = pulled
+    else:
+        merged = pl.concat([conform(kept, GPU_LIST_PRICES), pulled])
+    return (merged.unique(subset=PRICE_KEY, keep="last", maintain_order=True)
+            .sort("sku_id", "region", "usage_type", "start_usage_amount", "effective_time"))
+
+
+def partition_day() -> pl.Expr:
+    """The lake partition of a price: the UTC day it took effect (the day it was read, for
+    a price the catalog gives no effective time)."""
+    return pl.coalesce(pl.col("effective_time").dt.date(), pl.col("pulled_at").dt.date())
+
 
 _MONEY = pl.Struct({"currency_code": pl.String, "units": pl.String, "nanos": pl.Int64})
 _SKU = {

@@ -184,6 +184,27 @@ QUARANTINE: dict[str, pl.DataType] = {
     "raw": pl.String,
 }
 
+# GPU list prices from the Cloud Billing Catalog (connectors.gcp_catalog), one row per SKU x
+# service region x pricing tier.
+GPU_SKU_PRICES: dict[str, pl.DataType] = {
+    "sku_id": pl.String,
+    "description": pl.String,
+    "service_id": pl.String,
+    "resource_group": pl.String,
+    "usage_type": pl.String,
+    "gpu_model": pl.String,
+    "region": pl.String,
+    "usage_unit": pl.String,
+    "start_usage_amount": QUANTITY,
+    "unit_price": MONEY,
+    "price_per_hour": MONEY,
+    "currency": pl.String,
+    "effective_time": TS,
+}
+# The lake table: GPU_SKU_PRICES and when the catalog was read.
+GPU_LIST_PRICES: dict[str, pl.DataType] = {**GPU_SKU_PRICES, "pulled_at": TS}
+
+
 LAKE_TABLES: dict[str, dict[str, pl.DataType]] = {
     "billing_line_items": BILLING_LINE_ITEMS,
     "gpu_samples": GPU_SAMPLES,
@@ -193,6 +214,7 @@ LAKE_TABLES: dict[str, dict[str, pl.DataType]] = {
     "fleet_inventory": FLEET_INVENTORY,
     "vllm_hourly": VLLM_HOURLY,
     "fx_rates": FX_RATES,
+    "gpu_list_prices": GPU_LIST_PRICES,
 }
 
 

@@ -185,6 +185,10 @@ class FakeGcp:
     def add_skus(self, service_id: str, skus: list[dict]) -> None:
         self._skus.setdefault(service_id, []).extend(skus)
 
+    def replace_skus(self, service_id: str, skus: list[dict]) -> None:
+        """The catalog as it reads after a price change: these SKUs, nothing else."""
+        self._skus[service_id] = list(skus)
+
     # --- BigQuery --------------------------------------------------------------------
 
     def _run_query(self, project: str, config: dict, job_id: str) -> dict:
