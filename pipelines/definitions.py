@@ -16,6 +16,7 @@ from assets.warehouse import dbt_resource, warehouse_assets
 from pipelines.config import Settings, load_settings
 from pipelines.sensors import event_definitions
 from pipelines.sensors_billing import billing_definitions
+from pipelines.sensors_planned import planned_events_definitions
 
 
 def storage_resource(settings: Settings) -> StorageResource:
@@ -52,6 +53,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         with_mart_freshness(core),
         event_definitions(daily_refresh),
         billing_definitions(daily_refresh),
+        planned_events_definitions(),
     )
 
 

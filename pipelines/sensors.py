@@ -121,13 +121,14 @@ def day_ranges(days: list[date]) -> list[tuple[date, date]]:
     return ranges
 
 
-def run_requests(days: list[date], tokens: list[str]) -> list[dg.RunRequest]:
+def run_requests(days: list[date], tokens: list[str], *, trigger: str = "landing_sensor",
+                 key_prefix: str = "landing") -> list[dg.RunRequest]:
     """One run per contiguous range of days; the run key names the objects that caused it."""
     digest = hashlib.sha256("\n".join(sorted(tokens)).encode()).hexdigest()[:16]
     out = []
     for first, last in day_ranges(days):
-        run_key = f"landing:{digest}:{first.isoformat()}..{last.isoformat()}"
-        tags = {"inferledger/trigger": "landing_sensor", "inferledger/objects": str(len(tokens))}
+        run_key = f"{key_prefix}:{digest}:{first.isoformat()}..{last.isoformat()}"
+        tags = {"inferledger/trigger": trigger, "inferledger/objects": str(len(tokens))}
         if first == last:
             out.append(dg.RunRequest(run_key=run_key, partition_key=first.isoformat(), tags=tags))
         else:
