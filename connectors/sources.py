@@ -493,6 +493,10 @@ _TELEMETRY_PATTERNS = ("*.csv", "*.csv.gz", "*.prom", "*.prom.gz", "*.json", "*.
 VLLM_PREFIX = "gpu_telemetry/vllm/"
 
 
+# Telemetry files read at once (each inflated and parsed in its own thread).
+TELEMETRY_READERS = 2
+
+
 def telemetry_day(store: LandingStore, day: date) -> DayBatch:
     """GPU samples taken on `day` (telemetry_window for one day, collected)."""
     return telemetry_window(store, [day]).collect_day(day, GPU_SAMPLES)
@@ -518,11 +522,16 @@ def telemetry_window(store: LandingStore, days: list[date], *,
         if not o.key.startswith(VLLM_PREFIX) and not o.key.endswith("/nvidia_smi.json")]
 
     def parts() -> Iterator[ParseResult]:
-        # The next file is inflated and parsed in a thread while this one is written: the
-        # readers spend their time in zlib and polars, which release the GIL.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="telemetry-read") as pool:
-            pending = deque(pool.submit(_read_telemetry_file, store, o.key) for o in objects[:2])
-            for o in objects[2:]:
+        # The next files are inflated and parsed in threads while this one is written: the
+        # readers spend their time in zlib and polars, which release the GIL. Two readers,
+        # not one: a file's inflate and the CSV parse's own serial parts left a core idle
+        # (a production day's telemetry alone: 25.3 -> 19.5 s, 40 -> 37 CPU s, +0.3 GB).
+        ahead = TELEMETRY_READERS + 1
+        with ThreadPoolExecutor(max_workers=TELEMETRY_READERS,
+                                thread_name_prefix="telemetry-read") as pool:
+            pending = deque(pool.submit(_read_telemetry_file, store, o.key)
+                            for o in objects[:ahead])
+            for o in objects[ahead:]:
                 done = pending.popleft().result()
                 pending.append(pool.submit(_read_telemetry_file, store, o.key))
                 yield done
