@@ -5,8 +5,9 @@
 Generates one gzip long-CSV file per host and day (8 GPUs a host, 6 DCGM fields, a sample
 every `interval` seconds: 1,000 GPUs x 6 x 5,760 = 34.6 million samples), one child process
 per batch of hosts. Then, in a child process whose peak RSS is read with
-resource.getrusage(RUSAGE_CHILDREN), host file by host file: `dcgm.read_gpu_telemetry_bytes`,
-the samples written as a Parquet part of the day's gpu_samples partition and fed to
+resource.getrusage(RUSAGE_CHILDREN), host file by host file as the daily ingestion reads
+them (`sources.telemetry_window`: `dcgm.read_gpu_telemetry_bytes` in reader threads, files
+in order), the samples written as a Parquet part of the day's gpu_samples partition and fed to
 `dcgm.HourlyAndMinutely` (as the daily ingestion does). Then the day's gpu_hourly and
 gpu_minutely tables from its partials. Checks the sample count, one
 hourly row per GPU and hour and one minute row per GPU and minute, and energy from the
@@ -94,18 +95,20 @@ def generate(workdir: Path, gpus: int, interval: int, workers: int) -> dict:
 
 
 def run_connector(workdir: Path) -> dict:
-    from connectors import dcgm, lake
+    from connectors import dcgm, lake, sources
     from connectors.landing import LocalStore
 
     store = LocalStore(workdir / "landing")
-    keys = [o.key for o in store.list("gpu_telemetry")]
     root = workdir / "lake"
     samples = lake.PartitionWriter(root, "gpu_samples", DAY)
     started = time.perf_counter()
     read = written = quarantined = 0
     downsample = dcgm.HourlyAndMinutely()
-    for key in keys:
-        result = dcgm.read_gpu_telemetry_bytes(store.read_bytes(key), key)
+    # The product's reader: files in order, the next ones inflated and parsed in threads
+    # (sources.TELEMETRY_READERS) while this one is written.
+    stream = sources.telemetry_window(store, [DAY])
+    assert len(stream.objects) == len(store.list("gpu_telemetry"))
+    for result in stream.parts:
         read += result.rows_read
         written += result.rows_written
         quarantined += result.rows_quarantined
