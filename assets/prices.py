@@ -42,11 +42,13 @@ def write_fx_rates(lake_root: str | Path, rates: pl.DataFrame) -> list[str]:
     return sorted(written)
 
 
+# Price tables are daily assets of the ingestion group, like the sources they price.
+PRICE_ASSET = {"partitions_def": DAILY, "backfill_policy": RANGE_POLICY,
+               "group_name": INGESTION_GROUP, "kinds": {"polars", "parquet"}}
+
+
 @dg.asset(
-    partitions_def=DAILY,
-    backfill_policy=RANGE_POLICY,
-    group_name=INGESTION_GROUP,
-    kinds={"polars", "parquet"},
+    **PRICE_ASSET,
     description="lake/fx_rates/: the effective FX table (USD per unit, effective-dated), the "
     "dbt seed fx_rates overridden by fx/*.csv in the landing store; the rates billing "
     "ingestion checks every row's currency against. (The asset `fx_rates` is the seed.)",
@@ -86,10 +88,7 @@ def write_gpu_list_prices(lake_root: str | Path, pulled: pl.DataFrame) -> list[s
 
 
 @dg.asset(
-    partitions_def=DAILY,
-    backfill_policy=RANGE_POLICY,
-    group_name=INGESTION_GROUP,
-    kinds={"polars", "parquet"},
+    **PRICE_ASSET,
     description="lake/gpu_list_prices/: GPU list prices from Google's Cloud Billing Catalog "
     "(per SKU, region, usage type and tier; exact Decimal; effective-dated, one partition per "
     "day a price took effect, history kept), pulled when INFERLEDGER_GCP_CATALOG is set.",
