@@ -79,8 +79,10 @@ def write_gpu_list_prices(lake_root: str | Path, pulled: pl.DataFrame) -> list[s
     pulled = pulled.with_columns(gcp_catalog.partition_day().alias("_day"))
     written = []
     for (day,), part in pulled.group_by("_day", maintain_order=True):
-        kept = (lake.read_partition(lake_root, GPU_LIST_PRICES_TABLE, day)
-                if lake.partition_files(lake_root, GPU_LIST_PRICES_TABLE, day) else None)
+        try:
+            kept = lake.read_partition(lake_root, GPU_LIST_PRICES_TABLE, day)
+        except FileNotFoundError:  # the first price of that day
+            kept = None
         merged = gcp_catalog.price_history(kept, part.drop("_day"))
         lake.replace_partition(lake_root, GPU_LIST_PRICES_TABLE, day, merged)
         written.append(f"date={day.isoformat()}")
@@ -101,8 +103,7 @@ def gpu_list_prices(storage: StorageResource) -> dg.MaterializeResult:
             "how_to_enable": dg.MetadataValue.text(
                 f"set {gcp_catalog.CATALOG_ENV}=1 (Compute Engine) or to a catalog service id"),
         })
-    pulled = source.pull().with_columns(pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC"))
-                                        .alias("pulled_at"))
+    pulled = source.pull().with_columns(pl.lit(datetime.now(UTC)).alias("pulled_at"))
     partitions = write_gpu_list_prices(storage.lake, pulled)
     return dg.MaterializeResult(metadata={
         "configured": dg.MetadataValue.bool(True),
