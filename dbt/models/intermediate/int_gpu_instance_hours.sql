@@ -29,7 +29,10 @@ instance_hours as (
         instance_type,
         max(gpu_count) as gpu_count,
         max(region_id) as region_id,
-        sum(effective_cost) as effective_cost
+        sum(effective_cost) as effective_cost,
+        sum(list_cost) as list_cost,
+        sum(committed_list_cost) as committed_list_cost,
+        sum(lines_missing_list_cost) as lines_missing_list_cost
     from gpu_lines
     group by hour_start, usage_date, provider, billing_currency, resource_id, instance_type
 

@@ -19,7 +19,17 @@ lines as (
         api_gateway_provider,
         charge_period_start,
         charge_period_hours,
-        effective_cost
+        effective_cost,
+        -- Cost at list (on-demand) price, for the effective rate of GPU compute. A Savings
+        -- Plan negation only cancels its covered line's on-demand cost: it adds no usage at
+        -- list price, so it counts 0 here, as its consumption does in the connector.
+        case when charge_type like '%Negation' then {{ money(0) }} else list_cost end as list_cost,
+        case
+            when charge_type like '%Negation' or commitment_discount_id is null then {{ money(0) }}
+            else list_cost
+        end as committed_list_cost,
+        case when list_cost is null and coalesce(charge_type, '') not like '%Negation' then 1 else 0 end
+            as lines_missing_list_cost
     from {{ ref('int_billing_line_items_scoped') }}
     where in_scope
 
@@ -38,7 +48,7 @@ spread as (
         billing_line_key, provider, billing_currency, scope_reason, region_id, resource_id,
         instance_type, gpu_count, shared_rule_id, api_gateway_provider,
         {{ dbt.date_trunc('hour', 'charge_period_start') }} as hour_start,
-        effective_cost
+        effective_cost, list_cost, committed_list_cost, lines_missing_list_cost
     from lines
     where charge_period_hours = 1
 
@@ -49,7 +59,10 @@ spread as (
         lines.region_id, lines.resource_id, lines.instance_type, lines.gpu_count,
         lines.shared_rule_id, lines.api_gateway_provider,
         {{ dbt.date_trunc('hour', dbt.dateadd('hour', 'hour_offsets.n', 'lines.charge_period_start')) }} as hour_start,
-        {{ allocate('lines.effective_cost', 1, 'lines.charge_period_hours') }} as effective_cost
+        {{ allocate('lines.effective_cost', 1, 'lines.charge_period_hours') }} as effective_cost,
+        {{ allocate('lines.list_cost', 1, 'lines.charge_period_hours') }} as list_cost,
+        {{ allocate('lines.committed_list_cost', 1, 'lines.charge_period_hours') }} as committed_list_cost,
+        lines.lines_missing_list_cost
     from lines
     inner join hour_offsets on hour_offsets.n < lines.charge_period_hours
     where lines.charge_period_hours > 1
