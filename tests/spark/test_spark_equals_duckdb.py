@@ -41,6 +41,7 @@ MARTS = (
     "billing_reconciliation_daily",
     "cache_savings_daily",
     "self_hosting_break_even_daily",
+    "gpu_rates_daily",
     "supplier_concentration",
 )
 CENT = Decimal("0.01")

@@ -41,6 +41,7 @@ MARTS = (
     "billing_reconciliation_daily",
     "cache_savings_daily",
     "self_hosting_break_even_daily",
+    "gpu_rates_daily",
 )
 
 
@@ -77,9 +78,11 @@ class Warehouse:
         commitment_id: str | None = None,
         region: str | None = None,
         usage_type: str | None = None,
+        list_cost: str | None = None,
     ) -> dict[str, Any]:
         """A normalized bill line; `cost` is a decimal string used as effective cost, and as
-        billed cost unless `billed` says otherwise (Savings Plan covered usage, negations)."""
+        billed cost unless `billed` says otherwise (Savings Plan covered usage, negations);
+        `list_cost` is the on-demand cost (none unless given)."""
         return {
             "source": "test",
             "source_file": "bill.csv",
@@ -100,6 +103,7 @@ class Warehouse:
             "usage_type": usage_type,
             "billed_cost": Decimal(billed if billed is not None else cost),
             "effective_cost": Decimal(cost),
+            "list_cost": Decimal(list_cost) if list_cost is not None else None,
             "billing_currency": currency,
             "tags": json.dumps(tags or {}),
         }

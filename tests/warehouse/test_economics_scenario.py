@@ -80,6 +80,7 @@ def write_scenario(wh) -> None:
                 1,
                 "60.00",
                 billed="98.32",
+                list_cost="98.32",
                 charge_type="SavingsPlanCoveredUsage",
                 commitment_status="Used",
                 commitment_id=SP_ARN,
@@ -91,6 +92,8 @@ def write_scenario(wh) -> None:
                 1,
                 "0",
                 billed="-98.32",
+                # The on-demand cost the negation cancels: not usage of its own at list price.
+                list_cost="98.32",
                 charge_type="SavingsPlanNegation",
                 commitment_id=SP_ARN,
                 **p5,
@@ -128,6 +131,7 @@ def write_scenario(wh) -> None:
             utc(D1),
             24,
             "168.00",
+            list_cost="201.60",
             instance_type="Standard_NC24ads_A100_v4",
             resource_id=A100_VM,
             service="Virtual Machines",
@@ -338,8 +342,8 @@ def test_unit_tests_all_run_and_pass(built) -> None:
     # Against the built warehouse: a unit test needs its model's parents to exist.
     result = built.dbt("test", "--select", "test_type:unit")
     statuses = {r.node.name: str(r.status) for r in result.result}
-    # 15 on the intermediate models, 7 on the marts.
-    assert len(statuses) == 22
+    # 15 on the intermediate models, 8 on the marts.
+    assert len(statuses) == 23
     assert statuses == {name: "pass" for name in declared_unit_tests()}
 
 
@@ -745,6 +749,38 @@ def test_break_even_against_the_same_model_hosted(built) -> None:
         built, "select * from self_hosting_break_even_daily where deployment = 'chat-small'"
     )[0]
     assert chat["hosted_model"] is None and chat["break_even_gpu_utilization"] is None
+
+
+def test_gpu_rates_against_list_price(built) -> None:
+    got = {
+        (str(r["usage_date"]), r["provider"]): r
+        for r in rows(built, "select * from gpu_rates_daily")
+    }
+    assert set(got) == {("2026-10-05", "AWS"), ("2026-10-06", "AWS"), ("2026-10-05", "Microsoft")}
+    # AWS D1: hours 10 and 11 of one p5.48xlarge, each 60.00 under the Savings Plan against
+    # 98.32 on demand (the negation's 98.32 adds nothing): 16 GPU-hours, 120.00 against
+    # 196.64, 7.50 against 12.29 a GPU-hour, 1 - 120 / 196.64 saved, all of it covered.
+    aws = got[("2026-10-05", "AWS")]
+    assert (aws["instance_type"], aws["gpu_model"], aws["region_id"]) == ("p5.48xlarge", "H100", "us-east-1")
+    assert (aws["instance_hours"], aws["gpu_hours"]) == (2, 16)
+    assert (aws["effective_cost"], aws["list_cost"]) == (Decimal("120.00"), Decimal("196.64"))
+    assert cents(aws["effective_usd_per_gpu_hour"]) == Decimal("7.50")
+    assert cents(aws["list_usd_per_gpu_hour"]) == Decimal("12.29")
+    assert aws["effective_savings_rate"] == pytest.approx(76.64 / 196.64)
+    assert aws["commitment_coverage"] == pytest.approx(1.0)
+    d2 = got[("2026-10-06", "AWS")]
+    assert (d2["gpu_hours"], d2["effective_cost"], d2["list_cost"]) == (8, Decimal("60.00"), Decimal("98.32"))
+    # Azure D1: one A100 for 24 hours, 168.00 EUR against 201.60 list, no commitment; in USD
+    # at 1.16: 194.88 against 233.856, 8.12 against 9.744 a GPU-hour.
+    az = got[("2026-10-05", "Microsoft")]
+    assert (az["billing_currency"], az["instance_hours"], az["gpu_hours"]) == ("EUR", 24, 24)
+    assert (az["effective_cost"], az["list_cost"]) == (Decimal("168.00"), Decimal("201.60"))
+    assert (cents(az["effective_cost_usd"]), az["list_cost_usd"]) == (Decimal("194.88"), Decimal("233.856"))
+    assert float(az["effective_usd_per_gpu_hour"]) == pytest.approx(8.12, abs=1e-9)
+    assert float(az["list_usd_per_gpu_hour"]) == pytest.approx(9.744, abs=1e-9)
+    assert az["effective_savings_rate"] == pytest.approx(1 / 6)
+    assert az["commitment_coverage"] == 0
+    assert all(r["list_cost_complete"] for r in got.values())
 
 
 def test_conservation_tests_pass_at_every_grain(built) -> None:
