@@ -94,6 +94,9 @@ class ReportData:
     #                              unattributed, out of scope, max |residual|
     reconciliation_days: dict[str, dict[date, bool]]  # "provider currency" -> day -> passed
     anomalies: list[Anomaly] | None = None  # None: no cost_anomalies mart in this warehouse
+    # provider, gpu_model, instance_type, gpu_hours, effective and list USD per GPU-hour,
+    # savings rate, commitment coverage (the list-based three None where a day lacked ListCost)
+    gpu_rates: list[tuple] | None = None  # None: no gpu_rates_daily mart in this warehouse
     concentration: list[Concentration] | None = None
     generated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -194,6 +197,23 @@ def _read_concentration(con: duckdb.DuckDBPyConnection) -> list[Concentration] |
             for r in rows]
 
 
+def _read_gpu_rates(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """Each GPU type over the period: what a GPU-hour cost and listed for, in USD."""
+    return con.execute(
+        """
+        select provider, gpu_model, instance_type, sum(gpu_hours) as gpu_hours,
+               sum(effective_cost_usd) / nullif(sum(gpu_hours), 0),
+               case when bool_and(list_cost_complete) then sum(list_cost_usd) / nullif(sum(gpu_hours), 0) end,
+               case when bool_and(list_cost_complete)
+                    then 1 - sum(effective_cost_usd) / nullif(sum(list_cost_usd), 0) end,
+               case when bool_and(list_cost_complete)
+                    then sum(commitment_coverage * list_cost_usd) / nullif(sum(list_cost_usd), 0) end
+        from gpu_rates_daily
+        group by 1, 2, 3 order by gpu_hours desc, 1, 3
+        """
+    ).fetchall()
+
+
 def read_report_data(warehouse: str | Path) -> ReportData:
     """Everything the report shows, read from the marts of `warehouse` (opened read-only)."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -269,6 +289,7 @@ def read_report_data(warehouse: str | Path) -> ReportData:
             from billing_reconciliation_daily order by 1, 2
             """
         ).fetchall()
+        gpu_rates = _read_gpu_rates(con) if "gpu_rates_daily" in tables else None
         anomalies = _read_anomalies(con) if "cost_anomalies" in tables else None
         concentration = _read_concentration(con) if "supplier_concentration" in tables else None
     return ReportData(
@@ -290,6 +311,7 @@ def read_report_data(warehouse: str | Path) -> ReportData:
         reconciliation_days=_pivot(recon_days),
         anomalies=anomalies,
         concentration=concentration,
+        gpu_rates=gpu_rates,
     )
 
 
@@ -686,7 +708,26 @@ def _gpu_section(data: ReportData) -> str:
         _legend(list(data.gpu_utilization)),
         "<h3>Idle GPU spend over the period</h3>",
         hbar_chart("idle_spend", "Idle GPU spend per deployment", idle_rows, colors=[IDLE_COLOR] * len(idle_rows)),
+        "<h3>What a GPU-hour cost against its list price</h3>",
+        _gpu_rates_table(data),
     )
+
+
+def _gpu_rates_table(data: ReportData) -> str:
+    if data.gpu_rates is None:
+        return _note("This warehouse has no gpu_rates_daily mart yet.")
+    rows = [
+        (provider, gpu_model or "", instance_type, f"{gpu_hours:,}", money(effective, 4), money(listed, 4),
+         pct(savings), pct(coverage))
+        for provider, gpu_model, instance_type, gpu_hours, effective, listed, savings, coverage in data.gpu_rates
+    ]
+    return "".join([
+        _note("Allocated GPU instance-hours over the period, EffectiveCost against ListCost (on-demand): the "
+              "savings rate is the share of list price that commitments and discounts saved; n/a where the "
+              "bill carried no list cost."),
+        _table(["provider", "GPU", "instance type", "GPU-hours", "cost per GPU-hour", "list per GPU-hour",
+                "savings rate", "commitment coverage"], rows, "gpu_rates"),
+    ])
 
 
 def _energy_section(data: ReportData) -> str:

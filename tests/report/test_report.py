@@ -13,7 +13,12 @@ from click.testing import CliRunner
 
 from pipelines.config import Settings
 from pipelines.report import money, read_report_data, render_report, report_command
-from tests.report.hand_marts import ANOMALIES_SQL, CONCENTRATION_SQL, write_hand_marts
+from tests.report.hand_marts import (
+    ANOMALIES_SQL,
+    CONCENTRATION_SQL,
+    GPU_RATES_SQL,
+    write_hand_marts,
+)
 
 
 class _Page(HTMLParser):
@@ -141,6 +146,19 @@ def test_anomalies_and_concentration_are_drawn_when_their_marts_exist(tmp_path: 
     assert {m["data-series"]: float(m["data-value"]) for m in page.marks["concentration_hhi"]} == {
         "cloud_provider": 8200.0, "model_provider": 1500.0
     }
+
+
+def test_gpu_rates_are_the_hand_computed_figures(tmp_path: Path, hand_marts: Path) -> None:
+    assert "no gpu_rates_daily mart yet" in render_report(read_report_data(hand_marts))
+    path = write_hand_marts(tmp_path / "rates.duckdb", GPU_RATES_SQL)
+    page = _parse(render_report(read_report_data(path)))
+    # H100: 24 GPU-hours, 218.32 paid against 294.96 list: 9.0967 against 12.29 a GPU-hour, 1 -
+    # 218.32 / 294.96 = 26.0% saved, 196.64 of 294.96 under a commitment = 66.7%. The A100's
+    # bill had no list cost: its rate is n/a, not 0.
+    assert page.tables["gpu_rates"] == [
+        ["AWS", "H100", "p5.48xlarge", "24", "$9.0967", "$12.2900", "26.0%", "66.7%"],
+        ["Microsoft", "A100", "Standard_NC24ads_A100_v4", "24", "$8.1200", "n/a", "n/a", "n/a"],
+    ]
 
 
 def test_report_is_one_self_contained_file_without_script(hand_marts: Path) -> None:
