@@ -159,7 +159,9 @@ def main() -> None:
         started = time.perf_counter()
         generated = generate(workdir, args.gpus, args.interval, args.workers)
         gen_s = time.perf_counter() - started
-        # Measured from its own parent process, so RUSAGE_CHILDREN is the run's alone.
+        # Measured from its own parent process, so RUSAGE_CHILDREN is the run's alone; the
+        # generated files are flushed first, not written back during the measurement.
+        os.sync()
         out = subprocess.run([sys.executable, __file__, "--measure", "--workdir", str(workdir)],
                              check=True, capture_output=True, text=True)
         report(generated, gen_s, json.loads(out.stdout.strip().splitlines()[-1]))

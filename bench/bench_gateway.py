@@ -257,6 +257,9 @@ def main() -> None:
         # Each measurement from its own parent process, so RUSAGE_CHILDREN is its alone.
         results = {}
         for kind in KINDS:
+            # The files just generated, and the previous run's lake, are flushed first: the
+            # kernel would otherwise write them back during the next measurement.
+            os.sync()
             out = subprocess.run([sys.executable, __file__, "--measure", kind, "--workdir",
                                   str(workdir)], check=True, capture_output=True, text=True)
             results[kind] = json.loads(out.stdout.strip().splitlines()[-1])

@@ -371,6 +371,10 @@ def _child(kind: str, work: Path) -> dict:
     env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false",
            "DAGSTER_HOME": str(work / "dagster_home")}
     Path(env["DAGSTER_HOME"]).mkdir(exist_ok=True)
+    # What the previous step wrote (the generated day, the pipeline's lake and warehouse) is
+    # flushed to disk first: the kernel would otherwise write it back during this
+    # measurement, charging one step's I/O to the next.
+    os.sync()
     out = subprocess.run([sys.executable, __file__, "--child", kind, "--workdir", str(work)],
                          check=True, capture_output=True, text=True, env=env, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
