@@ -163,6 +163,7 @@ def test_the_day_has_something_to_compare(built: Path) -> None:
             "from billing_reconciliation_daily"
         ).fetchall()[0]
         requests = con.sql("select sum(requests) from fct_inference_costs_hourly").fetchall()[0][0]
-    assert lines > 0 and requests > 0
+        rated = con.sql("select count(*) from gpu_rates_daily where list_cost > 0").fetchall()[0][0]
+    assert lines > 0 and requests > 0 and rated > 0
     assert billed > 0
     assert abs(billed - allocated) < CENT / 2
