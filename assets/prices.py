@@ -11,8 +11,7 @@ into lake/gpu_list_prices/, one partition per day a price took effect: what a GP
 lists for, beside what the bills say it cost.
 """
 
-import shutil
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -38,7 +37,7 @@ def write_fx_rates(lake_root: str | Path, rates: pl.DataFrame) -> list[str]:
         written.append(f"date={rate_date.isoformat()}")
     for stale in (Path(lake_root) / FX_TABLE).glob("date=*"):
         if stale.name not in written:
-            shutil.rmtree(stale)
+            lake.drop_partition(lake_root, FX_TABLE, date.fromisoformat(stale.name.removeprefix("date=")))
     return sorted(written)
 
 
@@ -55,7 +54,7 @@ PRICE_ASSET = {"partitions_def": DAILY, "backfill_policy": RANGE_POLICY,
 )
 def lake_fx_rates(storage: StorageResource) -> dg.MaterializeResult:
     rates = fx.load_fx_rates(storage.store())
-    partitions = write_fx_rates(storage.lake, rates)
+    partitions = write_fx_rates(storage.lake_path, rates)
     overrides = rates.filter(pl.col("source") != "seed")
     return dg.MaterializeResult(
         metadata={
@@ -104,7 +103,7 @@ def gpu_list_prices(storage: StorageResource) -> dg.MaterializeResult:
                 f"set {gcp_catalog.CATALOG_ENV}=1 (Compute Engine) or to a catalog service id"),
         })
     pulled = source.pull().with_columns(pl.lit(datetime.now(UTC)).alias("pulled_at"))
-    partitions = write_gpu_list_prices(storage.lake, pulled)
+    partitions = write_gpu_list_prices(storage.lake_path, pulled)
     return dg.MaterializeResult(metadata={
         "configured": dg.MetadataValue.bool(True),
         "service": dg.MetadataValue.text(source.service),

@@ -8,6 +8,9 @@ A partition is written to a temporary folder beside it and swapped in with renam
 reader sees either the old partition or the new one, and a rerun replaces it whole. A day
 too large to hold in memory is written part by part (PartitionWriter) into that folder
 and swapped in the same way once every part is there. Readers take `*.parquet`.
+
+A lake on S3 is a local copy whose commits are published to S3 (connectors.lake_remote):
+the functions here work on the copy, and each swap publishes its partition.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from contextlib import nullcontext
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 
+from connectors import lake_remote
 from connectors.schemas import LAKE_TABLES, QUARANTINE, TS, conform
 
 MANIFEST: dict[str, pl.DataType] = {
@@ -55,14 +60,34 @@ def replace_partition(lake_root: Path | str, table: str, day: date, df: pl.DataF
     tmp.mkdir()
     try:
         df.write_parquet(tmp / "part-0.parquet", **PARQUET_OPTIONS)
+        _swap_in(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Make the folder `tmp` the partition `final`; on an S3 lake, publish it (under the
+    copy's lock, so no pull on this machine sees the folder before S3 has it)."""
+    remote = lake_remote.remote_for(final)
+    with remote.locked() if remote else nullcontext():
         old = final.parent / f".old-{final.name}-{uuid.uuid4().hex}"
         if final.exists():
             os.rename(final, old)
         os.rename(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+        if remote:
+            remote.publish(final)
+
+
+def drop_partition(lake_root: Path | str, table: str, day: date) -> None:
+    """Remove a partition from the lake (and from S3, when the lake is there)."""
+    final = partition_dir(lake_root, table, day)
+    remote = lake_remote.remote_for(final)
+    with remote.locked() if remote else nullcontext():
+        shutil.rmtree(final, ignore_errors=True)
+        if remote:
+            remote.drop(final)
 
 
 class PartitionWriter:
@@ -95,11 +120,7 @@ class PartitionWriter:
     def commit(self) -> Path:
         if self.parts == 0:  # "no rows that day" is recorded, as replace_partition does
             pl.DataFrame(schema=self.schema).write_parquet(self.tmp / "part-0.parquet")
-        old = self.final.parent / f".old-{self.final.name}-{uuid.uuid4().hex}"
-        if self.final.exists():
-            os.rename(self.final, old)
-        os.rename(self.tmp, self.final)
-        shutil.rmtree(old, ignore_errors=True)
+        _swap_in(self.tmp, self.final)
         return self.final
 
     def abort(self) -> None:
