@@ -627,7 +627,7 @@ def marts_export_asset() -> dg.AssetsDefinition:
         days = days_in_window(window.start, window.end)
         result = publish_exports(
             storage.warehouse,
-            storage.lake,
+            storage.lake_path,
             [key.path[-1] for key in mart_keys],
             days,
             docs=mart_docs(dbt_project().manifest_path),

@@ -44,8 +44,8 @@ def _write_day(
 ) -> dict:
     """Replace the day's partition, quarantine and manifest; `table_rows` when the table holds
     a summary of the rows read (vLLM counters become hourly increases)."""
-    lake.write_table(storage.lake, table, day, batch.rows if table_rows is None else table_rows)
-    lake.write_quarantine(storage.lake, table, day, batch.quarantine)
+    lake.write_table(storage.lake_path, table, day, batch.rows if table_rows is None else table_rows)
+    lake.write_quarantine(storage.lake_path, table, day, batch.quarantine)
     stats = {
         "rows_read": batch.rows_read,
         "rows_written": batch.rows.height,
@@ -72,7 +72,7 @@ def _write_manifest(
             entry["first_row"], entry["last_row"] = (t.isoformat() for t in ranges[o.key])
         files.append(entry)
     lake.write_manifest(
-        storage.lake,
+        storage.lake_path,
         table,
         day,
         {
@@ -95,9 +95,9 @@ def _stream_days(
     files) belong to those days' runs and are not written here. `on_written(day, rows)`
     sees every frame written to a day's partition, as written (conformed to the table), in
     the order written."""
-    rows = {d: lake.PartitionWriter(storage.lake, table, d) for d in days}
+    rows = {d: lake.PartitionWriter(storage.lake_path, table, d) for d in days}
     quarantine = {
-        d: lake.PartitionWriter(storage.lake, f"_quarantine/{table}", d, QUARANTINE) for d in days
+        d: lake.PartitionWriter(storage.lake_path, f"_quarantine/{table}", d, QUARANTINE) for d in days
     }
     home = stream.home()
     reasons: Counter = Counter()
@@ -227,7 +227,7 @@ def billing_line_items(
         context,
         storage,
         "billing_line_items",
-        lambda d: sources.billing_day(store, d, lake=storage.lake),
+        lambda d: sources.billing_day(store, d, lake=storage.lake_path),
     )
 
 
@@ -269,7 +269,7 @@ def gateway_requests(
         days,
         self_hosted_deployments=deployments,
         customer_salt=storage.customer_salt,
-        lake=storage.lake,
+        lake=storage.lake_path,
     )
     totals, reasons = _stream_days(storage, "gateway_requests", days, stream)
     return _result(context, "gateway_requests", totals, reasons, len(stream.objects))
@@ -307,7 +307,7 @@ def gateway_requests(
 def gpu_telemetry(context: dg.AssetExecutionContext, storage: StorageResource):
     store = storage.store()
     days = days_in_window(context.partition_time_window.start, context.partition_time_window.end)
-    stream = sources.telemetry_window(store, days, lake=storage.lake)
+    stream = sources.telemetry_window(store, days, lake=storage.lake_path)
     # A daily run feeds each day's downsamples the rows written to its gpu_samples
     # partition, part by part, as they are written (a GPU's hour may span several files):
     # the day is never read back, and the work overlaps the parsing of the next file. A
@@ -323,11 +323,11 @@ def gpu_telemetry(context: dg.AssetExecutionContext, storage: StorageResource):
         if fold:
             hourly, minutely = downsamples.pop(day).finish()
         else:
-            samples = pl.scan_parquet(lake.partition_files(storage.lake, "gpu_samples", day))
+            samples = pl.scan_parquet(lake.partition_files(storage.lake_path, "gpu_samples", day))
             hourly, minutely = dcgm.downsample_hourly_and_minutely(samples)
-        lake.write_table(storage.lake, "gpu_hourly", day, hourly)
+        lake.write_table(storage.lake_path, "gpu_hourly", day, hourly)
         hourly_rows += hourly.height
-        lake.write_table(storage.lake, "gpu_minutely", day, minutely)
+        lake.write_table(storage.lake_path, "gpu_minutely", day, minutely)
         minutely_rows += minutely.height
     yield _result(
         context, "gpu_samples", totals, reasons, len(stream.objects), asset_key="gpu_samples"

@@ -25,6 +25,7 @@ from packaging import version
 
 from assets.partitions import DAILY, dbt_vars_for_window
 from assets.resources import StorageResource
+from connectors.lake_remote import is_remote
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt"
 WAREHOUSE_POOL = "duckdb_warehouse"
@@ -85,6 +86,17 @@ def dbt_project() -> DbtProject:
     return project
 
 
+def dbt_lake_location(lake: str, local_copy: Path, env: dict[str, str] | None = None) -> str:
+    """The lake as the dbt target reads it. DuckDB reads the local folder (an S3 lake's copy,
+    pulled when the run started: this environment has no httpfs). Spark on a cluster reads
+    an S3 lake itself: INFERLEDGER_SPARK_LAKE, else the lake's s3a:// form (hadoop-aws; EMR
+    reads s3://, so set the variable there)."""
+    env = os.environ if env is None else env
+    if is_remote(lake) and env.get("DBT_TARGET") == "spark":
+        return env.get("INFERLEDGER_SPARK_LAKE") or "s3a://" + lake.removeprefix("s3://")
+    return str(local_copy.resolve())
+
+
 @cache
 def warehouse_assets() -> dg.AssetsDefinition:
     project = dbt_project()
@@ -100,7 +112,7 @@ def warehouse_assets() -> dg.AssetsDefinition:
     )
     def _warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource, storage: StorageResource):
         # dbt reads the lake and writes the warehouse named by the storage resource.
-        os.environ["INFERLEDGER_LAKE"] = str(Path(storage.lake).resolve())
+        os.environ["INFERLEDGER_LAKE"] = dbt_lake_location(storage.lake, storage.lake_path)
         os.environ["INFERLEDGER_WAREHOUSE"] = str(Path(storage.warehouse).resolve())
         window = context.partition_time_window
         window_env = {f"INFERLEDGER_{name.upper()}": value for name, value in

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from datetime import date
@@ -88,23 +89,26 @@ def _run(settings: Settings, start: date, end: date) -> None:
     click.echo(format_summary(read_summary(settings.warehouse)))
     warehouse = Path(settings.warehouse).resolve()
     click.echo(f"\nWarehouse (DuckDB): {warehouse}")
-    click.echo(f"For BI tools (read-only): {marts_duckdb_path(warehouse)} and {exports_dir(settings.lake)}")
+    click.echo(f"For BI tools (read-only): {marts_duckdb_path(warehouse)} and {exports_dir(settings.lake_path)}")
 
 
 @main.command()
 @click.option("--landing", type=str, required=True, help="Landing folder or s3://bucket/prefix.")
 @click.option("--warehouse", type=click.Path(path_type=Path), required=True, help="DuckDB warehouse file.")
-@click.option("--lake", type=click.Path(path_type=Path), default=None,
-              help="Parquet lake folder [default: 'lake' beside the warehouse].")
+@click.option("--lake", type=str, default=None,
+              help="Parquet lake: a folder or s3://bucket/prefix (worked on through a local copy, "
+                   "INFERLEDGER_LAKE_CACHE, default 'lake-cache' beside the warehouse) "
+                   "[default: 'lake' beside the warehouse].")
 @click.option("--start", callback=_parse_day, required=True, help="First day, YYYY-MM-DD (UTC).")
 @click.option("--end", callback=_parse_day, required=True, help="Last day, YYYY-MM-DD, inclusive.")
-def run(landing: str, warehouse: Path, lake: Path | None, start: date, end: date) -> None:
+def run(landing: str, warehouse: Path, lake: str | None, start: date, end: date) -> None:
     """Ingest a landing folder for START..END (inclusive) and build the marts."""
     if end < start:
         raise click.BadParameter(f"--end {end} is before --start {start}")
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    lake = lake or warehouse.parent / "lake"
-    _run(Settings(landing=landing, lake=str(lake), warehouse=str(warehouse)), start, end)
+    lake = lake or str(warehouse.parent / "lake")
+    _run(Settings(landing=landing, lake=lake, warehouse=str(warehouse),
+                  lake_cache=os.environ.get("INFERLEDGER_LAKE_CACHE")), start, end)
 
 
 @main.command()

@@ -2,7 +2,9 @@
 
     INFERLEDGER_CONFIG          path to a TOML file with [storage] landing/lake/warehouse
     INFERLEDGER_LANDING         landing store: a folder or s3://bucket/prefix
-    INFERLEDGER_LAKE            the Parquet lake folder
+    INFERLEDGER_LAKE            the Parquet lake: a folder or s3://bucket/prefix
+    INFERLEDGER_LAKE_CACHE      the local working copy of an S3 lake (default: lake-cache
+                                beside the warehouse)
     INFERLEDGER_WAREHOUSE       the DuckDB warehouse file
     INFERLEDGER_CUSTOMER_SALT   secret salt to pseudonymize customer ids (environment only)
 
@@ -16,6 +18,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from connectors.lake_remote import local_lake
+
 DEFAULT_DATA_DIR = Path("data")
 
 
@@ -24,6 +28,12 @@ class Settings:
     landing: str
     lake: str
     warehouse: str
+    lake_cache: str | None = None
+
+    @property
+    def lake_path(self) -> Path:
+        """The folder the pipeline reads and writes (an S3 lake's local working copy)."""
+        return local_lake(self.lake, self.lake_cache, self.warehouse)
 
     @property
     def marts_duckdb(self) -> str:
@@ -50,4 +60,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         landing=pick("landing", DEFAULT_DATA_DIR / "landing"),
         lake=pick("lake", DEFAULT_DATA_DIR / "lake"),
         warehouse=pick("warehouse", DEFAULT_DATA_DIR / "warehouse.duckdb"),
+        lake_cache=env.get("INFERLEDGER_LAKE_CACHE") or file_values.get("lake_cache"),
     )

@@ -22,7 +22,8 @@ from pipelines.sensors_planned import planned_events_definitions
 def storage_resource(settings: Settings) -> StorageResource:
     salt = dg.EnvVar("INFERLEDGER_CUSTOMER_SALT") if os.environ.get("INFERLEDGER_CUSTOMER_SALT") else None
     return StorageResource(
-        landing=settings.landing, lake=settings.lake, warehouse=settings.warehouse, customer_salt=salt
+        landing=settings.landing, lake=settings.lake, warehouse=settings.warehouse,
+        lake_cache=settings.lake_cache, customer_salt=salt,
     )
 
 

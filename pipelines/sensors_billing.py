@@ -300,7 +300,7 @@ def build_billing_sensors(
             return dg.SensorResult(skip_reason="baseline listing recorded", cursor=cursor.dump())
         today = datetime.now(UTC).date()
         arrivals = [a for a in (read_arrival(store, o) for o in objects) if a is not None]
-        before = days_in_lake(storage.lake, [a.key for a in arrivals])
+        before = days_in_lake(storage.lake_path, [a.key for a in arrivals])
         days_by_token = {
             a.token: affected_days(a, today, previous=before.get(a.key, ())) for a in arrivals
         }
@@ -327,7 +327,7 @@ def build_billing_sensors(
         since = (
             datetime.fromisoformat(context.cursor)
             if context.cursor
-            else bigquery_cursor(storage.lake, source.table)
+            else bigquery_cursor(storage.lake_path, source.table)
         )
         changed = gcp_billing.changed_invoice_months(
             source.client(), source.table, since_export_time=since
