@@ -61,6 +61,7 @@ bench: install
 	$(BIN)/python bench/bench_gateway.py
 	$(BIN)/python bench/bench_dcgm.py
 	$(BIN)/python bench/bench_exports.py --scale 0.25
+	$(BIN)/python bench/bench_lake_s3.py
 
 bench-anomalies: install
 	$(BIN)/python bench/anomaly_eval.py
