@@ -11,7 +11,9 @@ holding objects in memory, slower than S3 for large objects). Then:
 - a second machine's copy pulled from S3 (every partition downloaded);
 - the same pull again, with nothing changed (one listing);
 - the last day rerun on the S3 lake (each of its partitions published again);
-- one large partition (`--big-rows` rows of gateway-like columns) published and pulled.
+- one large partition (`--big-rows` rows of gateway-like columns) published and pulled;
+- with `--lake DIR`, an existing lake (say the production day `bench_pipeline.py --workdir`
+  leaves) published partition by partition and pulled into a new copy.
 
 Prints wall seconds for each; the marts of the two runs are compared row for row.
 """
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--requests-per-day", type=int, default=20_000)
     parser.add_argument("--big-rows", type=int, default=5_000_000)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--lake", type=Path, help="an existing lake folder to publish and pull")
     args = parser.parse_args()
 
     from connectors import lake
@@ -115,6 +118,21 @@ def main() -> None:
         t = time.perf_counter()
         S3Lake("s3://lake/big", work / "big-reader").pull()
         figures["pull one large partition"] = time.perf_counter() - t
+
+        if args.lake:
+            existing = S3Lake("s3://lake/existing", args.lake)
+            folders = sorted({f.parent for f in args.lake.rglob("*.parquet")
+                              if not any(part.startswith(".") for part in f.relative_to(args.lake).parts)})
+            t = time.perf_counter()
+            for folder in folders:
+                existing.publish(folder)
+            figures[f"publish {args.lake} ({len(folders)} partitions)"] = time.perf_counter() - t
+            for marker in args.lake.rglob(".inferledger_commit"):
+                marker.unlink()  # leave the folder as it was
+            t = time.perf_counter()
+            whole = S3Lake("s3://lake/existing", work / "existing-copy").pull()
+            figures[f"pull it into a new copy ({whole.files} files, {whole.bytes / 1e6:.0f} MB)"] = (
+                time.perf_counter() - t)
 
     print(f"\n{args.days} days of {args.requests_per_day:,} requests; {pulled.partitions} partitions, "
           f"{pulled.files} files, {pulled.bytes / 1e6:.1f} MB in the lake; marts equal: {same}; "
