@@ -28,7 +28,7 @@ from pipelines.sensors_billing import (
     billing_run_requests,
     build_billing_sensors,
 )
-from tests.support.moto_server import REGION, MotoServer, moto_server
+from tests.support.moto_server import MotoServer, moto_server_in_env
 
 BUCKET = "acme-billing"
 PREFIX = "landing"
@@ -104,12 +104,7 @@ def _deliver(s3, execution: str, lines: list[tuple]) -> None:
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[MotoServer]:
-    with moto_server() as server, pytest.MonkeyPatch.context() as env:
-        # What S3Store's own boto3 client reads: the endpoint, dummy keys, a region.
-        env.setenv("INFERLEDGER_S3_ENDPOINT_URL", server.endpoint)
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        env.setenv("AWS_DEFAULT_REGION", REGION)
+    with moto_server_in_env() as server:
         yield server
 
 

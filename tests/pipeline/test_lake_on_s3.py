@@ -20,7 +20,7 @@ from connectors import lake
 from connectors.lake_remote import COMMIT_OBJECT, LOCAL_COMMIT, S3Lake, attach, detach
 from pipelines.config import Settings
 from pipelines.runner import run_range
-from tests.support.moto_server import REGION, MotoServer, moto_server
+from tests.support.moto_server import MotoServer, moto_server_in_env
 from tests.warehouse.conftest import MARTS
 
 from .conftest import DAYS, START
@@ -31,12 +31,7 @@ DAY = date(2026, 10, 1)
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[MotoServer]:
-    with moto_server() as server, pytest.MonkeyPatch.context() as env:
-        # What the pipeline's own boto3 clients read: the endpoint, dummy keys, a region.
-        env.setenv("INFERLEDGER_S3_ENDPOINT_URL", server.endpoint)
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        env.setenv("AWS_DEFAULT_REGION", REGION)
+    with moto_server_in_env() as server:
         server.client("s3").create_bucket(Bucket=BUCKET)
         yield server
 

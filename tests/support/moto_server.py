@@ -61,3 +61,17 @@ def moto_server() -> Iterator[MotoServer]:
         yield MotoServer(endpoint=f"http://{host}:{port}")
     finally:
         server.stop()
+
+
+@contextmanager
+def moto_server_in_env() -> Iterator[MotoServer]:
+    """moto_server(), with the environment the pipeline's own boto3 clients read (the
+    endpoint, dummy keys, a region) set while it runs."""
+    import pytest
+
+    with moto_server() as server, pytest.MonkeyPatch.context() as env:
+        env.setenv("INFERLEDGER_S3_ENDPOINT_URL", server.endpoint)
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_DEFAULT_REGION", REGION)
+        yield server
