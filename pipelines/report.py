@@ -327,6 +327,13 @@ def money(x: Number | None, places: int = 2) -> str:
     return f"{sign}${abs(value):,.{places}f}"
 
 
+def hours(x: Number | None) -> str:
+    """A number of hours to two places, without trailing zeros: 24, 22.5, 1,234.25."""
+    if x is None:
+        return "n/a"
+    return f"{Decimal(str(x)) if isinstance(x, float) else Decimal(x):,.2f}".rstrip("0").rstrip(".")
+
+
 def pct(x: Number | None, places: int = 1) -> str:
     return "n/a" if x is None else f"{float(x) * 100:.{places}f}%"
 
@@ -717,7 +724,7 @@ def _gpu_rates_table(data: ReportData) -> str:
     if data.gpu_rates is None:
         return _note("This warehouse has no gpu_rates_daily mart yet.")
     rows = [
-        (provider, gpu_model or "", instance_type, f"{gpu_hours:,}", money(effective, 4), money(listed, 4),
+        (provider, gpu_model or "", instance_type, hours(gpu_hours), money(effective, 4), money(listed, 4),
          pct(savings), pct(coverage))
         for provider, gpu_model, instance_type, gpu_hours, effective, listed, savings, coverage in data.gpu_rates
     ]

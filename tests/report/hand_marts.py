@@ -80,11 +80,11 @@ insert into supplier_concentration values
 GPU_RATES_SQL = """
 create table gpu_rates_daily (
     usage_date date, provider varchar, region_id varchar, instance_type varchar, gpu_model varchar,
-    billing_currency varchar, gpu_hours bigint, effective_cost_usd decimal(38,12),
+    billing_currency varchar, gpu_hours decimal(38,6), effective_cost_usd decimal(38,12),
     list_cost_usd decimal(38,12), commitment_coverage double, list_cost_complete boolean);
 insert into gpu_rates_daily values
     ('2026-10-01', 'AWS', 'us-east-1', 'p5.48xlarge', 'H100', 'USD', 16, 120, 196.64, 1.0, true),
-    ('2026-10-02', 'AWS', 'us-east-1', 'p5.48xlarge', 'H100', 'USD', 8, 98.32, 98.32, 0.0, true),
+    ('2026-10-02', 'AWS', 'us-east-1', 'p5.48xlarge', 'H100', 'USD', 6.5, 79.885, 79.885, 0.0, true),
     ('2026-10-01', 'Microsoft', 'eastus', 'Standard_NC24ads_A100_v4', 'A100', 'EUR', 24, 194.88, null, null, false);
 """
 

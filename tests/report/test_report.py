@@ -152,12 +152,13 @@ def test_gpu_rates_are_the_hand_computed_figures(tmp_path: Path, hand_marts: Pat
     assert "no gpu_rates_daily mart yet" in render_report(read_report_data(hand_marts))
     path = write_hand_marts(tmp_path / "rates.duckdb", GPU_RATES_SQL)
     page = _parse(render_report(read_report_data(path)))
-    # H100: 24 GPU-hours, 218.32 paid against 294.96 list: 9.0967 against 12.29 a GPU-hour, 1 -
-    # 218.32 / 294.96 = 26.0% saved, 196.64 of 294.96 under a commitment = 66.7%. The A100's
-    # bill had no list cost: its rate is n/a, not 0.
+    # H100: 16 + 6.5 GPU-hours (the second day's instance ran 48.75 minutes), 199.885 paid
+    # against 276.525 list: 8.8838 against 12.29 a GPU-hour, 1 - 199.885 / 276.525 = 27.7%
+    # saved, 196.64 of 276.525 under a commitment = 71.1%. The A100's bill had no list cost:
+    # its rate is n/a, not 0. Most GPU-hours first.
     assert page.tables["gpu_rates"] == [
-        ["AWS", "H100", "p5.48xlarge", "24", "$9.0967", "$12.2900", "26.0%", "66.7%"],
         ["Microsoft", "A100", "Standard_NC24ads_A100_v4", "24", "$8.1200", "n/a", "n/a", "n/a"],
+        ["AWS", "H100", "p5.48xlarge", "22.5", "$8.8838", "$12.2900", "27.7%", "71.1%"],
     ]
 
 

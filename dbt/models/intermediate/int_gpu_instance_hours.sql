@@ -32,7 +32,11 @@ instance_hours as (
         sum(effective_cost) as effective_cost,
         sum(list_cost) as list_cost,
         sum(committed_list_cost) as committed_list_cost,
-        sum(lines_missing_list_cost) as lines_missing_list_cost
+        sum(lines_missing_list_cost) as lines_missing_list_cost,
+        -- Hours the bill says the instance ran in this hour: a fraction for an instance
+        -- started or stopped within it, several for a scale set billed as one resource;
+        -- a full hour when no line of it carries a time unit.
+        coalesce(sum(consumed_hours), 1) as run_hours
     from gpu_lines
     group by hour_start, usage_date, provider, billing_currency, resource_id, instance_type
 

@@ -29,7 +29,9 @@ lines as (
             else list_cost
         end as committed_list_cost,
         case when list_cost is null and coalesce(charge_type, '') not like '%Negation' then 1 else 0 end
-            as lines_missing_list_cost
+            as lines_missing_list_cost,
+        -- How long the line's resource ran, for GPU-hour rates (null: the line has no time unit).
+        {{ usage_hours('consumed_quantity', 'consumed_unit') }} as consumed_hours
     from {{ ref('int_billing_line_items_scoped') }}
     where in_scope
 
@@ -48,7 +50,7 @@ spread as (
         billing_line_key, provider, billing_currency, scope_reason, region_id, resource_id,
         instance_type, gpu_count, shared_rule_id, api_gateway_provider,
         {{ dbt.date_trunc('hour', 'charge_period_start') }} as hour_start,
-        effective_cost, list_cost, committed_list_cost, lines_missing_list_cost
+        effective_cost, list_cost, committed_list_cost, lines_missing_list_cost, consumed_hours
     from lines
     where charge_period_hours = 1
 
@@ -62,7 +64,8 @@ spread as (
         {{ allocate('lines.effective_cost', 1, 'lines.charge_period_hours') }} as effective_cost,
         {{ allocate('lines.list_cost', 1, 'lines.charge_period_hours') }} as list_cost,
         {{ allocate('lines.committed_list_cost', 1, 'lines.charge_period_hours') }} as committed_list_cost,
-        lines.lines_missing_list_cost
+        lines.lines_missing_list_cost,
+        {{ allocate('lines.consumed_hours', 1, 'lines.charge_period_hours') }} as consumed_hours
     from lines
     inner join hour_offsets on hour_offsets.n < lines.charge_period_hours
     where lines.charge_period_hours > 1
