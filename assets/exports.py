@@ -221,6 +221,23 @@ def _published_days(con: duckdb.DuckDBPyConnection, mart_dir: Path) -> tuple[dic
     return counts, others
 
 
+def _days_in_other_columns(con: duckdb.DuckDBPyConnection, mart_dir: Path, published: Mapping[date, int],
+                           probe: Path) -> list[date]:
+    """The published days whose file's columns differ from `probe`'s, a file the same writer
+    just made from the mart: names, and the types DuckDB reads (not whether a column is
+    REQUIRED, which DuckDB decides from the rows a file holds)."""
+    if not published:
+        return []
+    files = {str(_day_file(mart_dir, d)): d for d in published}
+    schemas: dict[str, list[tuple]] = {}
+    for file_name, *column in con.execute(
+        "select file_name, name, duckdb_type from parquet_schema(?)", [[*files, str(probe)]]
+    ).fetchall():
+        schemas.setdefault(file_name, []).append(tuple(column))
+    want = schemas.pop(str(probe))
+    return sorted(d for f, d in files.items() if schemas.get(f) != want)
+
+
 def export_parquet(
     warehouse: str | Path, out_dir: str | Path, marts: Sequence[str], days: Iterable[date] | None = None
 ) -> dict[str, int]:
@@ -251,6 +268,12 @@ def export_parquet(
                     continue
                 source = _day_counts(con, _ident(mart), dated)
                 published, others = _published_days(con, mart_dir)
+                # Days published before the mart's columns changed (a release that added one or
+                # changed a type; the warehouse rebuilt the mart) are written again.
+                probe = staging / f"{mart}-columns.parquet"
+                _copy_rows(con, f"select * from {_ident(mart)} limit 0", probe)
+                for day in _days_in_other_columns(con, mart_dir, published, probe):
+                    published[day] = -1
                 if others:  # files of an older layout: their months are written again as days
                     months = {f.parent.name.removeprefix("month=") for f in others}
                     published.update({d: -1 for d in source if f"{d:%Y-%m}" in months})

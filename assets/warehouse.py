@@ -11,10 +11,11 @@ warehouse, so all of them share one concurrency pool of size 1.
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,7 @@ def warehouse_assets() -> dg.AssetsDefinition:
         full_build = not context.is_subset
         skip_seeds = full_build and seeds_loaded(warehouse, seeds)
         args = [*DAILY_BUILD_ARGS] + (["--exclude", "resource_type:seed"] if skip_seeds else [])
+        rebuild_changed_marts(context, dbt, project, warehouse)
         os.environ.update(window_env)
         try:
             invocation = dbt.cli(args, context=context)
@@ -137,6 +139,79 @@ def warehouse_assets() -> dg.AssetsDefinition:
         prune_run_targets(Path(invocation.target_path).parent)
 
     return _warehouse
+
+
+def rebuild_changed_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+                          project: DbtProject, warehouse: Path) -> None:
+    """Rebuild, over every day of the lake, the marts whose columns a new release changed.
+
+    The marts are incremental with `on_schema_change: fail`: a mart whose contract gained a
+    column or changed a type cannot take the day's rows, and altering its table in place
+    would leave the days already built computed the old way. So before the day's build, a
+    mart whose table no longer matches its contract is rebuilt from the lake with
+    `--full-refresh`, run window unset, together with the tables and views it reads (the
+    other marts it reads already hold every day). Runs once: afterwards the table matches.
+    DuckDB target only; on Spark, rebuild with `dbt build --full-refresh` (docs/SCALE.md).
+    """
+    if os.environ.get("DBT_TARGET", "duckdb") != "duckdb" or not warehouse.exists():
+        return
+    manifest = json.loads(project.manifest_path.read_text())
+    changed = changed_marts(manifest, warehouse)
+    if not changed:
+        return
+    for mart, differences in changed.items():
+        context.log.warning(f"{mart}: its columns changed in this release ({'; '.join(differences)}); "
+                            "rebuilding it from the lake over every day")
+    selection = full_history_selection(manifest, changed)
+    target = project.target_path / f"warehouse-rebuild-{context.run.run_id[:8]}"
+    dbt.cli(["run", "--full-refresh", "--select", " ".join(selection)], target_path=target).wait()
+
+
+def _incremental_marts(manifest: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {uid: node for uid, node in manifest["nodes"].items()
+            if node["resource_type"] == "model"
+            and node["config"].get("materialized") == "incremental"
+            and node["config"].get("contract", {}).get("enforced")}
+
+
+def changed_marts(manifest: Mapping[str, Any], warehouse: Path) -> dict[str, list[str]]:
+    """Marts built in this warehouse whose table's columns differ from their contract: mart
+    name -> what differs. DuckDB itself spells the contract's types (`string` is VARCHAR),
+    so a match is exact and a rebuilt mart never shows as changed again."""
+    import duckdb
+
+    changed: dict[str, list[str]] = {}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for node in _incremental_marts(manifest).values():
+            have = dict(con.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_schema = ? and table_name = ? order by ordinal_position",
+                [node["schema"], node["alias"]]).fetchall())
+            if not have:
+                continue  # never built here: the build creates it
+            contract = [(c["name"], c["data_type"]) for c in node["columns"].values()]
+            spelled = con.sql("select " + ", ".join(f'cast(null as {t}) as "{n}"' for n, t in contract))
+            want = {n: str(t) for n, t in zip(spelled.columns, spelled.types, strict=True)}
+            differences = [f"{n} {have[n]} -> {t}" for n, t in want.items() if n in have and have[n] != t]
+            differences += [f"new column {n}" for n in want if n not in have]
+            differences += [f"column {n} dropped" for n in have if n not in want]
+            if differences:
+                changed[node["name"]] = differences
+    return changed
+
+
+def full_history_selection(manifest: Mapping[str, Any], marts: Iterable[str]) -> list[str]:
+    """The marts and every model upstream of them but the other incremental marts, by name."""
+    nodes = manifest["nodes"]
+    incremental = _incremental_marts(manifest)
+    todo = [uid for uid, node in incremental.items() if node["name"] in set(marts)]
+    chosen = set(todo)
+    while todo:
+        for parent in nodes[todo.pop()]["depends_on"]["nodes"]:
+            if parent.startswith("model.") and parent not in chosen and parent not in incremental:
+                chosen.add(parent)
+                todo.append(parent)
+    return sorted(nodes[uid]["name"] for uid in chosen)
 
 
 SEED_STATE_TABLE = "inferledger_seed_state"

@@ -79,10 +79,12 @@ class Warehouse:
         region: str | None = None,
         usage_type: str | None = None,
         list_cost: str | None = None,
+        consumed: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
         """A normalized bill line; `cost` is a decimal string used as effective cost, and as
         billed cost unless `billed` says otherwise (Savings Plan covered usage, negations);
-        `list_cost` is the on-demand cost (none unless given)."""
+        `list_cost` is the on-demand cost (none unless given); `consumed` the consumed
+        quantity and its unit ("0.25", "Hrs")."""
         return {
             "source": "test",
             "source_file": "bill.csv",
@@ -104,6 +106,8 @@ class Warehouse:
             "billed_cost": Decimal(billed if billed is not None else cost),
             "effective_cost": Decimal(cost),
             "list_cost": Decimal(list_cost) if list_cost is not None else None,
+            "consumed_quantity": Decimal(consumed[0]) if consumed else None,
+            "consumed_unit": consumed[1] if consumed else None,
             "billing_currency": currency,
             "tags": json.dumps(tags or {}),
         }
