@@ -36,6 +36,7 @@ import duckdb
 from assets.partitions import DAILY, days_in_window
 from assets.resources import StorageResource
 from assets.warehouse import WAREHOUSE_POOL, dbt_project, warehouse_assets
+from connectors.export_mirror import mirror_to_s3
 
 EXPORTS_GROUP = "exports"
 MARTS_GROUP = "marts"
@@ -656,8 +657,17 @@ def marts_export_asset() -> dg.AssetsDefinition:
             docs=mart_docs(dbt_project().manifest_path),
         )
         mismatches = result.mismatches
+        mirrored = {}
+        if storage.exports:
+            mirror = mirror_to_s3(result.parquet_dir, storage.exports)
+            context.log.info(f"exports mirrored to {mirror.uri}: {len(mirror.uploaded)} of {mirror.files} "
+                             f"files uploaded ({mirror.bytes_uploaded / 1e6:.1f} MB), {len(mirror.deleted)} deleted")
+            mirrored = {"exports_uri": dg.MetadataValue.text(mirror.uri),
+                        "files_uploaded": dg.MetadataValue.int(len(mirror.uploaded)),
+                        "files_deleted": dg.MetadataValue.int(len(mirror.deleted))}
         return dg.MaterializeResult(
             metadata={
+                **mirrored,
                 "days": dg.MetadataValue.json([d.isoformat() for d in days]),
                 "parquet_dir": dg.MetadataValue.path(str(result.parquet_dir)),
                 "marts_duckdb": dg.MetadataValue.path(str(result.snapshot)),

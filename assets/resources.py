@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from connectors.export_mirror import check_outside_lake
 from connectors.lake_remote import S3Lake, attach, is_remote, local_lake
 from connectors.landing import LandingStore, open_store
 
@@ -17,6 +18,7 @@ class StorageResource(dg.ConfigurableResource):
     lake: str  # a folder, or s3://bucket/prefix (then worked on through a local copy)
     warehouse: str
     lake_cache: str | None = None  # that local copy; default: lake-cache beside the warehouse
+    exports: str | None = None  # s3://bucket/prefix the BI Parquet exports are mirrored to
     # Salt for pseudonymizing customer ids; a secret, so it comes from the environment.
     customer_salt: str | None = None
 
@@ -26,6 +28,8 @@ class StorageResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """An S3 lake: bring the local copy level with S3 before the run reads it, and
         publish every partition the run commits (connectors.lake_remote)."""
+        if self.exports:
+            check_outside_lake(self.exports, self.lake)
         if not is_remote(self.lake):
             return
         remote = attach(S3Lake(self.lake, self.lake_path))

@@ -108,7 +108,8 @@ def run(landing: str, warehouse: Path, lake: str | None, start: date, end: date)
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     lake = lake or str(warehouse.parent / "lake")
     _run(Settings(landing=landing, lake=lake, warehouse=str(warehouse),
-                  lake_cache=os.environ.get("INFERLEDGER_LAKE_CACHE")), start, end)
+                  lake_cache=os.environ.get("INFERLEDGER_LAKE_CACHE"),
+                  exports=os.environ.get("INFERLEDGER_EXPORTS")), start, end)
 
 
 @main.command()

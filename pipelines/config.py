@@ -6,6 +6,8 @@
     INFERLEDGER_LAKE_CACHE      the local working copy of an S3 lake (default: lake-cache
                                 beside the warehouse)
     INFERLEDGER_WAREHOUSE       the DuckDB warehouse file
+    INFERLEDGER_EXPORTS         optional s3://bucket/prefix the BI Parquet exports are
+                                mirrored to after each run (connectors.export_mirror)
     INFERLEDGER_CUSTOMER_SALT   secret salt to pseudonymize customer ids (environment only)
 
 Secrets are read from the environment only, never from the file, and never logged.
@@ -29,6 +31,7 @@ class Settings:
     lake: str
     warehouse: str
     lake_cache: str | None = None
+    exports: str | None = None  # s3:// mirror of the BI Parquet exports
 
     @property
     def lake_path(self) -> Path:
@@ -61,4 +64,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         lake=pick("lake", DEFAULT_DATA_DIR / "lake"),
         warehouse=pick("warehouse", DEFAULT_DATA_DIR / "warehouse.duckdb"),
         lake_cache=env.get("INFERLEDGER_LAKE_CACHE") or file_values.get("lake_cache"),
+        exports=env.get("INFERLEDGER_EXPORTS") or file_values.get("exports"),
     )

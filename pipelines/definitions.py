@@ -23,7 +23,7 @@ def storage_resource(settings: Settings) -> StorageResource:
     salt = dg.EnvVar("INFERLEDGER_CUSTOMER_SALT") if os.environ.get("INFERLEDGER_CUSTOMER_SALT") else None
     return StorageResource(
         landing=settings.landing, lake=settings.lake, warehouse=settings.warehouse,
-        lake_cache=settings.lake_cache, customer_salt=salt,
+        lake_cache=settings.lake_cache, exports=settings.exports, customer_salt=salt,
     )
 
 

@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from assets.exports import exports_dir
 from connectors import lake
 from connectors.lake_remote import COMMIT_OBJECT, LOCAL_COMMIT, S3Lake, attach, detach
 from pipelines.config import Settings
@@ -118,11 +119,21 @@ def test_the_pipeline_on_an_s3_lake_builds_the_same_marts(
         aws: MotoServer, small_landing: Path, built: Settings, tmp_path: Path) -> None:
     """The session's small company, run again with its lake on S3: every mart equal to the
     local-lake run's, row for row and to the cent; S3 holds every partition; a second
-    machine's copy pulled from S3 is the same lake."""
+    machine's copy pulled from S3 is the same lake; the BI exports are mirrored to S3."""
     settings = Settings(landing=str(small_landing), lake=f"s3://{BUCKET}/e2e",
                         warehouse=str(tmp_path / "warehouse.duckdb"),
-                        lake_cache=str(tmp_path / "lake-copy"))
+                        lake_cache=str(tmp_path / "lake-copy"), exports=f"s3://{BUCKET}/bi")
     run_range(settings, START, date(2026, 10, DAYS))
+
+    # The exports on S3 are the local export files, byte for byte: a day file per mart and day.
+    exported = exports_dir(settings.lake_path)
+    local_files = {p.relative_to(exported).as_posix(): p.read_bytes() for p in exported.rglob("*.parquet")}
+    s3 = aws.client("s3")
+    mirrored = {k.removeprefix("bi/"): s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()
+                for k in _objects(aws, "bi/") if k.endswith(".parquet")}
+    assert mirrored == local_files
+    assert f"cost_per_token_daily/month=2026-10/part-{START}.parquet" in mirrored
+    assert len(mirrored) >= len(MARTS) * DAYS - 2  # a mart may have no rows on a day
 
     on_s3 = _mart_rows(settings.warehouse)
     local = _mart_rows(built.warehouse)
@@ -169,3 +180,4 @@ def test_an_s3_lake_is_configured_by_its_uri_alone(tmp_path: Path) -> None:
     local = load_settings({"INFERLEDGER_LAKE": str(tmp_path / "lake"), "INFERLEDGER_WAREHOUSE": warehouse,
                            "INFERLEDGER_LAKE_CACHE": str(tmp_path / "copy")})
     assert local.lake_path == tmp_path / "lake"  # a folder lake is its own copy
+    assert (on_s3.exports, load_settings({"INFERLEDGER_EXPORTS": "s3://b/bi"}).exports) == (None, "s3://b/bi")
