@@ -20,10 +20,11 @@ chain; `INFERLEDGER_S3_ENDPOINT_URL` points at an S3-compatible endpoint.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from connectors.s3 import s3_client, s3_key, split_s3_uri
 
 MANIFEST = "_inferledger_exports.json"
 
@@ -37,22 +38,12 @@ class MirrorReport:
     bytes_uploaded: int = 0
 
 
-def split_uri(uri: str) -> tuple[str, str]:
-    """s3://bucket/prefix -> (bucket, prefix without slashes at either end)."""
-    if not uri.startswith("s3://"):
-        raise ValueError(f"{uri}: the exports mirror must be an s3:// URI")
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    if not bucket:
-        raise ValueError(f"{uri}: no bucket named; use s3://bucket/prefix")
-    return bucket, prefix.strip("/")
-
-
 def check_outside_lake(exports_uri: str, lake_uri: str) -> None:
     """Refuse an exports prefix inside the S3 lake's: the lake's pull would take the export
     files for partitions."""
     if not lake_uri.startswith("s3://"):
         return
-    exports, lake = split_uri(exports_uri), split_uri(lake_uri)
+    exports, lake = split_s3_uri(exports_uri), split_s3_uri(lake_uri)
     if exports[0] == lake[0] and (not lake[1] or f"{exports[1]}/".startswith(f"{lake[1]}/")):
         raise ValueError(f"INFERLEDGER_EXPORTS={exports_uri} is inside the lake {lake_uri}: "
                          "give the exports a prefix of their own (s3://bucket/exports)")
@@ -60,15 +51,12 @@ def check_outside_lake(exports_uri: str, lake_uri: str) -> None:
 
 def mirror_to_s3(local_dir: str | Path, uri: str, client: Any = None) -> MirrorReport:
     """Bring `uri` level with the folder `local_dir` (see the module's docstring)."""
-    bucket, prefix = split_uri(uri)
-    if client is None:
-        import boto3
-
-        client = boto3.client("s3", endpoint_url=os.environ.get("INFERLEDGER_S3_ENDPOINT_URL"))
+    bucket, prefix = split_s3_uri(uri)
+    client = client if client is not None else s3_client()
     root = Path(local_dir)
 
     def key(rel: str) -> str:
-        return f"{prefix}/{rel}" if prefix else rel
+        return s3_key(prefix, rel)
 
     local = {p.relative_to(root).as_posix(): p.stat() for p in sorted(root.rglob("*.parquet")) if p.is_file()}
     remote: set[str] = set()

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connectors.s3 import s3_client, s3_key, split_s3_uri
+
 COMMIT_OBJECT = "_inferledger_commit.json"
 # The local record of which commit a partition folder holds: a dot file, so DuckDB's and
 # Spark's `*.parquet` globs never read it.
@@ -74,25 +76,15 @@ class S3Lake:
     """An S3 prefix holding the lake, mirrored by a local folder."""
 
     def __init__(self, uri: str, cache: str | Path, client: Any = None) -> None:
-        if not is_remote(uri):
-            raise ValueError(f"not an s3:// URI: {uri}")
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        if not bucket:
-            raise ValueError(f"{uri}: no bucket named; use s3://bucket/prefix")
         self.uri = uri.rstrip("/")
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
+        self.bucket, self.prefix = split_s3_uri(uri)
         self.cache = Path(cache).resolve()
-        if client is None:
-            import boto3
-
-            client = boto3.client("s3", endpoint_url=os.environ.get("INFERLEDGER_S3_ENDPOINT_URL"))
-        self.client = client
+        self.client = client if client is not None else s3_client()
 
     # -- keys -------------------------------------------------------------------------------
 
     def _key(self, rel: str) -> str:
-        return f"{self.prefix}/{rel}" if self.prefix else rel
+        return s3_key(self.prefix, rel)
 
     def _rel(self, key: str) -> str:
         return key[len(self.prefix) + 1:] if self.prefix else key

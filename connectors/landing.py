@@ -16,6 +16,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
 
+from connectors.s3 import s3_client, s3_key, split_s3_uri
+
 
 @dataclass(frozen=True)
 class LandingObject:
@@ -82,19 +84,12 @@ class S3Store:
     """An S3 prefix read with boto3; credentials come from the environment only."""
 
     def __init__(self, uri: str, client=None) -> None:
-        if not uri.startswith("s3://"):
-            raise ValueError(f"not an s3:// URI: {uri}")
         self.uri = uri.rstrip("/")
-        bucket, _, prefix = uri[5:].partition("/")
-        self.bucket, self.prefix = bucket, prefix.strip("/")
-        if client is None:
-            import boto3
-
-            client = boto3.client("s3", endpoint_url=os.environ.get("INFERLEDGER_S3_ENDPOINT_URL"))
-        self.client = client
+        self.bucket, self.prefix = split_s3_uri(uri)
+        self.client = client if client is not None else s3_client()
 
     def _full(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
+        return s3_key(self.prefix, key)
 
     def list(self, prefix: str = "") -> list[LandingObject]:
         paginator = self.client.get_paginator("list_objects_v2")

@@ -86,5 +86,5 @@ def test_the_exports_prefix_must_be_outside_the_lake() -> None:
                          ("s3://b/exports", "s3://b")):
         with pytest.raises(ValueError, match="inside the lake"):
             check_outside_lake(inside, lake)
-    with pytest.raises(ValueError, match="s3:// URI"):
+    with pytest.raises(ValueError, match="not an s3:// URI"):
         mirror_to_s3(".", "/tmp/exports")
