@@ -222,13 +222,15 @@ def _published_days(con: duckdb.DuckDBPyConnection, mart_dir: Path) -> tuple[dic
     return counts, others
 
 
-def _days_in_other_columns(con: duckdb.DuckDBPyConnection, mart_dir: Path, published: Mapping[date, int],
-                           probe: Path) -> list[date]:
-    """The published days whose file's columns differ from `probe`'s, a file the same writer
-    just made from the mart: names, and the types DuckDB reads (not whether a column is
+def _days_in_other_columns(con: duckdb.DuckDBPyConnection, mart: str, mart_dir: Path,
+                           published: Mapping[date, int], staging: Path) -> list[date]:
+    """The published days whose file's columns differ from those of a file the same writer
+    makes from the mart now: names, and the types DuckDB reads (not whether a column is
     REQUIRED, which DuckDB decides from the rows a file holds)."""
     if not published:
         return []
+    probe = staging / f"{mart}-columns.parquet"
+    _copy_rows(con, f"select * from {_ident(mart)} limit 0", probe)
     files = {str(_day_file(mart_dir, d)): d for d in published}
     schemas: dict[str, list[tuple]] = {}
     for file_name, *column in con.execute(
@@ -271,9 +273,7 @@ def export_parquet(
                 published, others = _published_days(con, mart_dir)
                 # Days published before the mart's columns changed (a release that added one or
                 # changed a type; the warehouse rebuilt the mart) are written again.
-                probe = staging / f"{mart}-columns.parquet"
-                _copy_rows(con, f"select * from {_ident(mart)} limit 0", probe)
-                for day in _days_in_other_columns(con, mart_dir, published, probe):
+                for day in _days_in_other_columns(con, mart, mart_dir, published, staging):
                     published[day] = -1
                 if others:  # files of an older layout: their months are written again as days
                     months = {f.parent.name.removeprefix("month=") for f in others}
