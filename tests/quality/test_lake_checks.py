@@ -152,3 +152,25 @@ def test_each_lake_table_has_a_check_and_ingestion_critical_ones_block(table: st
     assert spec.blocking == (table in ("billing_line_items", "gateway_requests"))
     suite = quality.SUITES[table]
     assert set(suite.key_columns) <= set(LAKE_TABLES[table])
+
+def test_bill_partition_checks_currency_codes_and_money_as_sql(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
+    lines = pl.DataFrame([
+        {"source": "cur", "source_line_id": f"l{i}", "provider": "AWS", "charge_period_start": start,
+         "charge_category": "Usage", "billing_currency": currency, "effective_cost": Decimal(cost),
+         "billed_cost": Decimal(cost)}
+        for i, (currency, cost) in enumerate([("USD", "1.50"), ("usd", "2.00"), ("EURO", "3.00"),
+                                              ("EUR", "2000000000000.00")])
+    ])
+    lake.write_table(tmp_path, "billing_line_items", DAY, lines)
+    report = quality.validate_partition(tmp_path, "billing_line_items", DAY)
+    assert (report["rows"], report["success"]) == (4, False)
+    failures = {f["expectation"]: f for f in report["failures"]}
+    assert set(failures) == {"unexpected_rows_expectation", "expect_column_values_to_be_between"}
+    # "usd" and "EURO" are not three capital letters; 2e12 is past the trillion limit, on
+    # both money columns (two between-expectations fail: the dict keeps one), line l3.
+    assert failures["unexpected_rows_expectation"]["observed_value"] == "2"
+    assert failures["expect_column_values_to_be_between"]["unexpected_count"] == 1
+    assert failures["expect_column_values_to_be_between"]["sample_keys"] == ["cur|l3"]
