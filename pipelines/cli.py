@@ -83,9 +83,13 @@ def _run(settings: Settings, start: date, end: date) -> None:
         contextlib.redirect_stdout(log),
         click.progressbar(length=total_days, label="Ingesting days", file=sys.stderr) as bar,
     ):
-        run_range(settings, start, end, on_chunk=lambda chunk: bar.update(len(chunk)))
+        report = run_range(settings, start, end, on_chunk=lambda chunk: bar.update(len(chunk)))
     click.echo(f"Built the warehouse for {start}..{end} in {time.perf_counter() - t0:.1f}s "
-               f"(dbt log: {log_path})\n")
+               f"(dbt log: {log_path})")
+    click.echo(f"Lake checks (Great Expectations): {report.checks_run} suite runs, "
+               + ("all passed" if not report.check_warnings else
+                  f"{len(report.check_warnings)} failed (not blocking):\n  " + "\n  ".join(report.check_warnings))
+               + "\n")
     click.echo(format_summary(read_summary(settings.warehouse)))
     warehouse = Path(settings.warehouse).resolve()
     click.echo(f"\nWarehouse (DuckDB): {warehouse}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import dagster as dg
@@ -13,6 +13,7 @@ from assets.anomalies import ANOMALY_ASSETS
 from assets.exports import marts_export_asset
 from assets.ingestion import INGESTION_ASSETS, gpu_telemetry, vllm_hourly
 from assets.prices import PRICE_ASSETS
+from assets.quality import LAKE_CHECKS
 from assets.warehouse import warehouse_assets
 from pipelines.config import Settings
 from pipelines.definitions import resources
@@ -23,6 +24,14 @@ class RunReport:
     days: list[date]
     ingestion_runs: int
     warehouse_run_id: str
+    # Lake check runs (a GX suite over the range's partitions of one table), and those that
+    # failed without blocking: "check: description".
+    checks_run: int = 0
+    check_warnings: list[str] = field(default_factory=list)
+
+
+class LakeCheckFailed(RuntimeError):
+    """A blocking lake check failed: the marts were not built from the bad partition."""
 
 
 # Ingestion in two runs side by side: the telemetry next to the gateway logs, the inventory
@@ -86,13 +95,19 @@ def run_range(
     runs = 0
     side_by_side = run_logging_is_thread_safe(instance) and run_logging_is_thread_safe(telemetry_instance)
     others = [a for a in INGESTION_ASSETS if a not in TELEMETRY_ASSETS] + PRICE_ASSETS
+    evaluations: list[dg.AssetCheckEvaluation] = []
     for i in range(0, len(days), chunk_days):
         chunk = days[i : i + chunk_days]
 
         tags = _range_tags(chunk[0], chunk[-1])
 
         def ingest(assets: list, on: dg.DagsterInstance, tags: dict[str, str] = tags) -> None:
-            dg.materialize(assets, resources=res, instance=on, run_config=QUIET_RUN_CONFIG, tags=tags)
+            # The assets with their lake checks (the GX suites), as the daily job runs them.
+            keys = {key for a in assets for key in a.keys}
+            checks = [c for c in LAKE_CHECKS if {k.asset_key for k in c.check_keys} <= keys]
+            job = dg.Definitions(assets=assets, asset_checks=checks, resources=res).resolve_implicit_global_asset_job_def()
+            result = job.execute_in_process(instance=on, run_config=QUIET_RUN_CONFIG, tags=tags)
+            evaluations.extend(result.get_asset_check_evaluations())
 
         if side_by_side:
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest") as pool:
@@ -104,6 +119,7 @@ def run_range(
             ingest(TELEMETRY_ASSETS, telemetry_instance)
             ingest(others, instance)
         runs += 2
+        _stop_on_blocking_failures(evaluations, chunk)
         if on_chunk:
             on_chunk(chunk)
     result = dg.materialize(
@@ -111,4 +127,21 @@ def run_range(
         resources=res, instance=instance, run_config=QUIET_RUN_CONFIG,
         tags=_range_tags(days[0], days[-1]),
     )
-    return RunReport(days=days, ingestion_runs=runs, warehouse_run_id=result.run_id)
+    warnings = [_describe(e) for e in evaluations if not e.passed]
+    return RunReport(days=days, ingestion_runs=runs, warehouse_run_id=result.run_id,
+                     checks_run=len(evaluations), check_warnings=warnings)
+
+
+def _describe(evaluation: dg.AssetCheckEvaluation) -> str:
+    return f"{evaluation.check_name}: {evaluation.description or 'failed'}"
+
+
+def _stop_on_blocking_failures(evaluations: list[dg.AssetCheckEvaluation], chunk: list[date]) -> None:
+    """Raise when a blocking lake check failed: the daily job would not build the marts
+    from that partition, and neither does a range run."""
+    blocking = {spec.name for checks in LAKE_CHECKS for spec in checks.check_specs if spec.blocking}
+    failed = [_describe(e) for e in evaluations if not e.passed and e.check_name in blocking]
+    if failed:
+        raise LakeCheckFailed(
+            f"lake checks failed for {chunk[0]}..{chunk[-1]}, so the marts were not built: "
+            + "; ".join(failed) + ". Fix the source files (or quarantine the rows) and run the days again.")
