@@ -12,7 +12,7 @@ bench_gateway.py, bench_dcgm.py and bench_cur.py; `--scale` multiplies every vol
 Measured, each in its own child process so its peak RSS (VmHWM) is its own:
 
 - **pipeline**: `pipelines.runner.run_range` for the day: ingestion (the four ingestion
-  assets), then the warehouse (dbt build: models, dbt tests, conservation), anomalies and
+  assets, each with its lake checks: the five GX suites), then the warehouse (dbt build: models, dbt tests, conservation), anomalies and
   the marts export. Wall time and peak RSS per stage (the peak is reset between stages).
 - **lower bound**: one DuckDB query over the same lake computing the per-model daily
   aggregates the marts carry (requests, token buckets, GPU hours, energy, GPU cost).
@@ -407,7 +407,7 @@ def report(scale: float, generated: dict, gen_s: float, day1: dict, bound: dict,
          f"files, {generated['gpus']:,} GPUs ({generated['samples']:,} DCGM samples), "
          f"{generated['bill_lines']:,} CUR lines, {generated['inventory_rows']} inventory rows."), "",
         "| stage | wall s | CPU s (cores busy) | peak RSS MB |", "| --- | --- | --- | --- |",
-        f"| ingestion (4 assets) | {day1['ingest_s']:.1f} | {_cpu(day1, 'ingest')} | {day1['ingest_peak_mb']:,.0f} |",
+        f"| ingestion (4 assets) and lake checks (5 GX suites) | {day1['ingest_s']:.1f} | {_cpu(day1, 'ingest')} | {day1['ingest_peak_mb']:,.0f} |",
         f"| warehouse (dbt build), anomalies, export | {day1['warehouse_s']:.1f} | {_cpu(day1, 'warehouse')} | {day1['warehouse_peak_mb']:,.0f} |",
         f"| **end to end** | **{day1['total_s']:.1f}** | {_cpu(day1, '')} | **{peak:,.0f}** |",
         f"| DuckDB lower bound: one query over the raw files | {bound['raw_s']:.1f} | | {bound['raw_peak_mb']:,.0f} |",

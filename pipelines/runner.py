@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -106,20 +107,29 @@ def run_range(
             keys = {key for a in assets for key in a.keys}
             checks = [c for c in LAKE_CHECKS if {k.asset_key for k in c.check_keys} <= keys]
             job = dg.Definitions(assets=assets, asset_checks=checks, resources=res).resolve_implicit_global_asset_job_def()
-            result = job.execute_in_process(instance=on, run_config=QUIET_RUN_CONFIG, tags=tags)
-            evaluations.extend(result.get_asset_check_evaluations())
+            run_id = str(uuid.uuid4())
+            try:
+                job.execute_in_process(instance=on, run_config=QUIET_RUN_CONFIG, tags=tags, run_id=run_id)
+            finally:
+                # A failed blocking check fails its step (Dagster's own error): the
+                # evaluations come from the run's event log either way.
+                records = on.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+                evaluations.extend(r.event_log_entry.dagster_event.event_specific_data for r in records)
 
-        if side_by_side:
-            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest") as pool:
-                jobs = [pool.submit(ingest, TELEMETRY_ASSETS, telemetry_instance),
-                        pool.submit(ingest, others, instance)]
-                for done in jobs:
-                    done.result()  # a failed run raises here, after both have finished
-        else:
-            ingest(TELEMETRY_ASSETS, telemetry_instance)
-            ingest(others, instance)
+        try:
+            if side_by_side:
+                with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest") as pool:
+                    jobs = [pool.submit(ingest, TELEMETRY_ASSETS, telemetry_instance),
+                            pool.submit(ingest, others, instance)]
+                    for done in jobs:
+                        done.result()  # a failed run raises here, after both have finished
+            else:
+                ingest(TELEMETRY_ASSETS, telemetry_instance)
+                ingest(others, instance)
+        except Exception as error:
+            _stop_on_blocking_failures(evaluations, chunk, error)
+            raise
         runs += 2
-        _stop_on_blocking_failures(evaluations, chunk)
         if on_chunk:
             on_chunk(chunk)
     result = dg.materialize(
@@ -136,12 +146,14 @@ def _describe(evaluation: dg.AssetCheckEvaluation) -> str:
     return f"{evaluation.check_name}: {evaluation.description or 'failed'}"
 
 
-def _stop_on_blocking_failures(evaluations: list[dg.AssetCheckEvaluation], chunk: list[date]) -> None:
-    """Raise when a blocking lake check failed: the daily job would not build the marts
-    from that partition, and neither does a range run."""
+def _stop_on_blocking_failures(evaluations: list[dg.AssetCheckEvaluation], chunk: list[date],
+                               error: Exception) -> None:
+    """Raise LakeCheckFailed when a blocking lake check failed: the daily job would not
+    build the marts from that partition, and neither does a range run."""
     blocking = {spec.name for checks in LAKE_CHECKS for spec in checks.check_specs if spec.blocking}
     failed = [_describe(e) for e in evaluations if not e.passed and e.check_name in blocking]
     if failed:
         raise LakeCheckFailed(
             f"lake checks failed for {chunk[0]}..{chunk[-1]}, so the marts were not built: "
-            + "; ".join(failed) + ". Fix the source files (or quarantine the rows) and run the days again.")
+            + "; ".join(failed) + ". Fix the source files (or quarantine the rows) and run the days again."
+        ) from error

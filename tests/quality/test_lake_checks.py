@@ -174,3 +174,21 @@ def test_bill_partition_checks_currency_codes_and_money_as_sql(tmp_path: Path) -
     assert failures["unexpected_rows_expectation"]["observed_value"] == "2"
     assert failures["expect_column_values_to_be_between"]["unexpected_count"] == 1
     assert failures["expect_column_values_to_be_between"]["sample_keys"] == ["cur|l3"]
+
+
+def test_an_empty_partition_fails_only_against_a_week_that_had_rows(tmp_path: Path) -> None:
+    # A source the deployment does not use (nothing this day, nothing the week before).
+    lake.write_table(tmp_path, "gateway_requests", DAY, pl.DataFrame(schema=LAKE_TABLES["gateway_requests"]))
+    quiet = quality.validate_partition(tmp_path, "gateway_requests", DAY)
+    assert (quiet["rows"], quiet["success"], quiet["expectations"]) == (0, True, 1)
+    # The same empty day after a week of 1,000 requests a day: the gateway stopped writing.
+    for i in range(1, 8):
+        day = DAY - timedelta(days=i)
+        lake.write_manifest(tmp_path, "gateway_requests", day, {
+            "table_name": "gateway_requests", "partition_date": day, "written_at": datetime.now(UTC),
+            "source_files": "[]", "rows_read": 1000, "rows_written": 1000, "rows_quarantined": 0,
+        })
+    stopped = quality.validate_partition(tmp_path, "gateway_requests", DAY)
+    (failure,) = stopped["failures"]
+    assert (failure["expectation"], failure["arguments"]["min_value"], failure["observed_value"]) == (
+        "expect_table_row_count_to_be_between", "200", "0")
