@@ -71,7 +71,7 @@ def generate(landing: Path, seed: int, start: date, days: int, requests_per_day:
 
 def _run(settings: Settings, start: date, end: date) -> None:
     from assets.exports import exports_dir, marts_duckdb_path
-    from pipelines.runner import run_range
+    from pipelines.runner import LakeCheckFailed, run_range
     from pipelines.summary import format_summary, read_summary
 
     total_days = (end - start).days + 1
@@ -83,7 +83,10 @@ def _run(settings: Settings, start: date, end: date) -> None:
         contextlib.redirect_stdout(log),
         click.progressbar(length=total_days, label="Ingesting days", file=sys.stderr) as bar,
     ):
-        report = run_range(settings, start, end, on_chunk=lambda chunk: bar.update(len(chunk)))
+        try:
+            report = run_range(settings, start, end, on_chunk=lambda chunk: bar.update(len(chunk)))
+        except LakeCheckFailed as failed:
+            raise click.ClickException(str(failed)) from None
     click.echo(f"Built the warehouse for {start}..{end} in {time.perf_counter() - t0:.1f}s "
                f"(dbt log: {log_path})")
     click.echo(f"Lake checks (Great Expectations): {report.checks_run} suite runs, "

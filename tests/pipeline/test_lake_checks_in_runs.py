@@ -11,7 +11,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from click.testing import CliRunner
 
+from pipelines.cli import main
 from pipelines.config import Settings
 from pipelines.runner import LakeCheckFailed, run_range
 
@@ -37,6 +39,12 @@ def test_a_day_whose_gateway_log_stops_early_is_not_built(small_landing: Path, t
         run_range(settings, DAY, DAY)
     assert "expect_column_max_to_be_between(ts_start)" in str(failure.value)
     assert "2026-10-02..2026-10-02" in str(failure.value)
+    # The CLI says the same in one line, without a traceback, and exits 1.
+    result = CliRunner().invoke(main, ["run", "--landing", str(landing), "--warehouse", settings.warehouse,
+                                       "--start", str(DAY), "--end", str(DAY)])
+    assert result.exit_code == 1
+    assert "Error: lake checks failed for 2026-10-02..2026-10-02" in result.output
+    assert "Traceback" not in result.output
     with duckdb.connect(settings.warehouse, read_only=True) as con:  # the marts still hold day 1 only
         days = con.sql("select distinct usage_date from cost_per_token_daily order by 1").fetchall()
     assert days == [(START,)]
