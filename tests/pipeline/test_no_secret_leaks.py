@@ -184,7 +184,8 @@ def test_planted_prompt_and_key_appear_nowhere(
                            "where request_id like 'req-planted-%'").fetchall() == [(3,)]
     # The places searched below were written by this run.
     assert list(dbt_target.rglob("run_results.json")) and list(dbt_target.rglob("dbt.log"))
-    assert len(instance.get_run_records()) == 2  # one ingestion chunk, one warehouse run
+    # One ingestion chunk, its lake checks (GX: their logs are searched too), one warehouse run.
+    assert len(instance.get_run_records()) == 3
     assert list(dagster_home.rglob("compute_logs/*.err")) and (out / "warehouse.run.log").exists()
     assert (out / "marts.duckdb").exists() and list((out / "exports").rglob("*.parquet"))
 
