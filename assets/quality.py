@@ -233,9 +233,7 @@ def validate_partition(lake_root: Path, table: str, day: date) -> dict[str, Any]
 
     _gx_reads_duckdb()
     suite = SUITES[table]
-    files = lake.partition_files(lake_root, table, day)
-    if not files:
-        raise FileNotFoundError(f"{lake.partition_dir(lake_root, table, day)}: no partition written")
+    files = lake.written_partition_files(lake_root, table, day)
     listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)

@@ -147,11 +147,16 @@ def write_manifest(lake_root: Path | str, table: str, day: date, row: dict) -> P
     )
 
 
-def read_partition(lake_root: Path | str, table: str, day: date) -> pl.DataFrame:
+def written_partition_files(lake_root: Path | str, table: str, day: date) -> list[Path]:
+    """partition_files, or FileNotFoundError naming the partition when none was written."""
     files = partition_files(lake_root, table, day)
     if not files:
         raise FileNotFoundError(f"{partition_dir(lake_root, table, day)}: no partition written")
-    return pl.read_parquet(files)
+    return files
+
+
+def read_partition(lake_root: Path | str, table: str, day: date) -> pl.DataFrame:
+    return pl.read_parquet(written_partition_files(lake_root, table, day))
 
 
 def ensure_table(lake_root: Path | str, table: str) -> None:
