@@ -35,7 +35,7 @@ import duckdb
 
 from assets.partitions import DAILY, days_in_window
 from assets.resources import StorageResource
-from assets.warehouse import WAREHOUSE_POOL, dbt_project, warehouse_assets
+from assets.warehouse import WAREHOUSE_POOL, dbt_project, load_manifest, warehouse_assets
 from connectors.export_mirror import mirror_to_s3
 
 EXPORTS_GROUP = "exports"
@@ -91,7 +91,7 @@ def exports_dir(lake: str | Path) -> Path:
 
 def mart_docs(manifest_path: str | Path) -> dict[str, MartDoc]:
     """Model and column descriptions from the dbt manifest, by model name."""
-    manifest = json.loads(Path(manifest_path).read_text())
+    manifest = load_manifest(Path(manifest_path))
     return {
         node["name"]: MartDoc(
             description=node.get("description") or "",

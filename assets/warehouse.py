@@ -87,6 +87,17 @@ def dbt_project() -> DbtProject:
     return project
 
 
+def load_manifest(path: Path) -> dict[str, Any]:
+    """The parsed dbt manifest; parsed once per version of the file (the warehouse and the
+    export assets of one run both read it: 1.5 MB of JSON)."""
+    return _parsed_manifest(Path(path), Path(path).stat().st_mtime_ns)
+
+
+@cache
+def _parsed_manifest(path: Path, _mtime_ns: int) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
 def dbt_lake_location(lake: str, local_copy: Path, env: dict[str, str] | None = None) -> str:
     """The lake as the dbt target reads it. DuckDB reads the local folder (an S3 lake's copy,
     pulled when the run started: this environment has no httpfs). Spark on a cluster reads
@@ -155,7 +166,7 @@ def rebuild_changed_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource
     """
     if os.environ.get("DBT_TARGET", "duckdb") != "duckdb" or not warehouse.exists():
         return
-    manifest = json.loads(project.manifest_path.read_text())
+    manifest = load_manifest(project.manifest_path)
     changed = changed_marts(manifest, warehouse)
     if not changed:
         return
