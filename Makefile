@@ -16,7 +16,10 @@ install: $(STAMP) $(MANIFEST)
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	# Bytecode is compiled once here. Where Python may not write it (PYTHONDONTWRITEBYTECODE,
+	# a read-only image), every process would otherwise compile what it imports again:
+	# Great Expectations took 10.7 CPU s to import that way and 4.8 s from bytecode.
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	# pyspark ships only as a source archive, and uv builds it again into a new cache entry
 	# (~1 GB) on every fresh install; without this the cache filled a 250 GB disk.
