@@ -25,7 +25,7 @@ from typing import Any
 import dagster as dg
 
 from assets import anomaly_detection as ad
-from assets.partitions import DAILY, FIRST_DAY
+from assets.partitions import FIRST_DAY
 from assets.resources import StorageResource
 from connectors import planned_events
 from connectors.landing import LandingStore
@@ -34,8 +34,9 @@ from pipelines.sensors import run_requests
 
 planned_events_refresh = dg.define_asset_job(
     "planned_events_refresh",
+    # Daily partitions come from the two assets (Dagster infers them; naming them here is
+    # deprecated and goes in Dagster 2.0).
     selection=dg.AssetSelection.assets("cost_anomalies", "marts_export"),
-    partitions_def=DAILY,
     description="Judge the days' cost anomalies again (planned events changed) and publish them.",
 )
 
