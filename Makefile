@@ -55,11 +55,15 @@ test: install system-deps
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-# A production day end to end (BENCH_SCALE=0.1 for a tenth of it), then each connector alone.
+# A production day end to end (BENCH_SCALE=0.1 for a tenth of it); day N+1 after 1, 30 and
+# 90 days of history at BENCH_HISTORY_SCALE (90 production days would be 900 M requests to
+# copy and build first); then each connector alone.
 BENCH_SCALE ?= 1
+BENCH_HISTORY_SCALE ?= 0.01
 bench: install
 	$(BIN)/pytest -m slow -s
-	$(BIN)/python bench/bench_pipeline.py --scale $(BENCH_SCALE) --results bench/RESULTS.md
+	$(BIN)/python bench/bench_pipeline.py --scale $(BENCH_SCALE) --history '' --results bench/RESULTS.md
+	$(BIN)/python bench/bench_pipeline.py --scale $(BENCH_HISTORY_SCALE) --history 1,30,90 --results bench/RESULTS.md
 	$(BIN)/python bench/bench_cur.py --repeat 1
 	$(BIN)/python bench/bench_gateway.py
 	$(BIN)/python bench/bench_dcgm.py
