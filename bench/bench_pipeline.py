@@ -12,8 +12,9 @@ bench_gateway.py, bench_dcgm.py and bench_cur.py; `--scale` multiplies every vol
 Measured, each in its own child process so its peak RSS (VmHWM) is its own:
 
 - **pipeline**: `pipelines.runner.run_range` for the day: ingestion (the four ingestion
-  assets, each with its lake checks: the five GX suites), then the warehouse (dbt build: models, dbt tests, conservation), anomalies and
-  the marts export. Wall time and peak RSS per stage (the peak is reset between stages).
+  assets, then their lake checks: the five GX suites), then the warehouse (dbt build:
+  models, dbt tests, conservation), anomalies and the marts export. Wall time and peak RSS
+  per stage (the peak is reset between stages).
 - **lower bound**: one DuckDB query over the same lake computing the per-model daily
   aggregates the marts carry (requests, token buckets, GPU hours, energy, GPU cost).
 - **day N+1 after N days of history** (`--history`): the lake is given N earlier days
