@@ -76,6 +76,22 @@ def test_bad_partition_names_the_failing_expectations_counts_and_keys(tmp_path: 
     }
 
 
+def test_duplicate_request_ids_fail_with_their_count_and_keys(tmp_path: Path) -> None:
+    # req-005 written twice: pass or fail comes from the distinct count, the report from
+    # the per-row uniqueness run again.
+    rows = _requests(48)
+    lake.write_table(tmp_path, "gateway_requests", DAY,
+                     pl.concat([rows, rows.filter(pl.col("request_id") == "req-005")]))
+    report = quality.validate_partition(tmp_path, "gateway_requests", DAY)
+    assert not report["success"]
+    assert report["rows"] == 49
+    (failure,) = report["failures"]
+    assert failure["expectation"] == "expect_column_values_to_be_unique"
+    assert failure["arguments"] == {"column": "request_id"}
+    assert failure["unexpected_count"] == 2
+    assert failure["sample_keys"] == ["req-005", "req-005"]
+
+
 def test_row_count_is_bounded_by_the_trailing_week_of_manifests(tmp_path: Path) -> None:
     for i in range(1, 8):
         day = DAY - timedelta(days=i)
