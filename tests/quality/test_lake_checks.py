@@ -92,6 +92,16 @@ def test_duplicate_request_ids_fail_with_their_count_and_keys(tmp_path: Path) ->
     assert failure["sample_keys"] == ["req-005", "req-005"]
 
 
+def test_partition_without_request_ids_fails_on_the_nulls_alone(tmp_path: Path) -> None:
+    rows = _requests(48).with_columns(request_id=pl.lit(None, pl.String))
+    lake.write_table(tmp_path, "gateway_requests", DAY, rows)
+    report = quality.validate_partition(tmp_path, "gateway_requests", DAY)
+    assert not report["success"]
+    (failure,) = report["failures"]
+    assert failure["expectation"] == "expect_column_values_to_not_be_null"
+    assert failure["unexpected_count"] == 48
+
+
 def test_row_count_is_bounded_by_the_trailing_week_of_manifests(tmp_path: Path) -> None:
     for i in range(1, 8):
         day = DAY - timedelta(days=i)
