@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +89,12 @@ def dbt_project() -> DbtProject:
 
 def load_manifest(path: Path) -> dict[str, Any]:
     """The parsed dbt manifest; parsed once per version of the file (the warehouse and the
-    export assets of one run both read it: 1.5 MB of JSON)."""
+    export assets of one run both read it: 1.5 MB of JSON). Only the newest versions are
+    kept: a long-lived code server would otherwise hold every manifest it ever parsed."""
     return _parsed_manifest(Path(path), Path(path).stat().st_mtime_ns)
 
 
-@cache
+@lru_cache(maxsize=2)
 def _parsed_manifest(path: Path, _mtime_ns: int) -> dict[str, Any]:
     return json.loads(path.read_text())
 
