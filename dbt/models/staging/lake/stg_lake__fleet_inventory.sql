@@ -13,8 +13,8 @@ renamed as (
         provider,
         resource_id,
         deployment,
-        cast(valid_from as timestamp) as valid_from,
-        cast(valid_to as timestamp) as valid_to,
+        {{ lake_timestamp("valid_from") }} as valid_from,
+        {{ lake_timestamp("valid_to") }} as valid_to,
         cast({{ adapter.quote('date') }} as date) as partition_date
 
     from source

@@ -9,7 +9,7 @@ source as (
 renamed as (
 
     select
-        cast(hour_start as timestamp) as hour_start,
+        {{ lake_timestamp("hour_start") }} as hour_start,
         hostname,
         gpu_uuid,
         gpu_index,

@@ -15,7 +15,7 @@ source as (
 renamed as (
 
     select
-        cast(hour_start as timestamp) as hour_start,
+        {{ lake_timestamp("hour_start") }} as hour_start,
         deployment,
         cast(replicas as bigint) as replicas,
         cast(prompt_tokens as bigint) as prompt_tokens,
