@@ -1,6 +1,9 @@
 -- Every bill line of the window (plus the lookback) with its scope: what the inference
 -- economics allocate (GPU compute, hosted-API tokens, shared platform) and why everything
--- else is left out.
+-- else is left out. The table keeps the columns the economics read, not the whole line:
+-- fct_billing_line_items takes the rest from the staging view. Writing every column of a
+-- day's million CUR lines into the warehouse cost three times the narrow table's time
+-- (6.0 against 2.0 CPU s), on the longest path of the day's build.
 
 with
 
@@ -107,6 +110,29 @@ scoped as (
 )
 
 select
-    *,
+    billing_line_key,
+    provider,
+    billing_currency,
+    charge_category,
+    charge_type,
+    commitment_discount_id,
+    commitment_discount_status,
+    service_name,
+    region_id,
+    resource_id,
+    instance_type,
+    charge_period_start,
+    charge_period_end,
+    consumed_quantity,
+    consumed_unit,
+    effective_cost,
+    list_cost,
+    partition_date,
+    usage_date,
+    gpu_count,
+    shared_rule_id,
+    api_gateway_provider,
+    scope_reason,
+    charge_period_hours,
     scope_reason in ('gpu_compute', 'hosted_api', 'shared_platform') as in_scope
 from scoped
