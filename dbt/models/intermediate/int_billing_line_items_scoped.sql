@@ -1,9 +1,10 @@
 -- Every bill line of the window (plus the lookback) with its scope: what the inference
 -- economics allocate (GPU compute, hosted-API tokens, shared platform) and why everything
--- else is left out. The table keeps the columns the economics read, not the whole line:
--- fct_billing_line_items takes the rest from the staging view. Writing every column of a
--- day's million CUR lines into the warehouse cost three times the narrow table's time
--- (6.0 against 2.0 CPU s), on the longest path of the day's build.
+-- else is left out. The table keeps the columns the economics read and the inputs of the
+-- scope (why a line got it), not the whole line: fct_billing_line_items takes the rest
+-- from the staging view. Writing every column of a day's million CUR lines into the
+-- warehouse cost three times the narrow table's time (6.0 against 2.0 CPU s), on the
+-- longest path of the day's build.
 
 with
 

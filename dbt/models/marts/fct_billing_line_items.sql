@@ -20,8 +20,7 @@ lines as (
 
     -- The window's lines start inside it: their partitions are the window's days.
     select * from {{ ref('stg_lake__billing_line_items') }}
-    where partition_date >= {{ window_start_date() }}
-        and partition_date < {{ window_end_date() }}
+    where {{ in_run_window('partition_date') }}
 
 )
 
