@@ -308,7 +308,9 @@ def test_data_tests_read_only_the_run_window(built, tmp_path) -> None:
 
     # A run of D2 tests D2's rows only: it passes.
     result = copy.dbt(*select, vars={"min_date": str(D2), "max_date": str(D3)})
-    assert len(result.result) == 17  # 14 on the model, 3 conservation tests
+    # On the model: its required columns (one not_null_columns test), usd_per_unit where
+    # the line has a currency, the grain and two accepted_values; and 3 conservation tests.
+    assert len(result.result) == 8
 
     # A run of D1 sees the duplicate: the grain test and every conservation test fail.
     result = copy.dbt(
@@ -318,3 +320,34 @@ def test_data_tests_read_only_the_run_window(built, tmp_path) -> None:
     grain = "unique_combination_of_columns_fct_inference_costs_hourly"
     assert {n for n in failed if not n.startswith(grain)} == CONSERVATION_TESTS
     assert len([n for n in failed if n.startswith(grain)]) == 1
+
+
+def test_required_columns_are_one_test_that_names_the_null_columns(built, tmp_path) -> None:
+    # On a copy: two of D1's lines lose their feature and one its model.
+    with duckdb.connect(str(built.path)) as con:
+        con.execute("checkpoint")
+    copy = type(built)(tmp_path, lake=built.lake)
+    shutil.copy(built.path, copy.path)
+    with duckdb.connect(str(copy.path)) as con:
+        lines = con.execute(
+            "select hour_start, customer_id, feature, line_type from fct_inference_costs_hourly "
+            "where usage_date = ? and line_type = 'request' order by all limit 3", [D1]).fetchall()
+        assert len(lines) == 3
+        for i, (hour, customer, feature, line_type) in enumerate(lines):
+            column = "model" if i == 2 else "feature"
+            con.execute(
+                f"update fct_inference_costs_hourly set {column} = null where hour_start = ? "
+                "and customer_id = ? and feature = ? and line_type = ?",
+                [hour, customer, feature, line_type])
+    window = {"min_date": str(D1), "max_date": str(D2)}
+    result = copy.dbt("test", "--select", "test_name:not_null_columns,fct_inference_costs_hourly",
+                      "--store-failures", vars=window, expect_success=False)
+    [test] = result.result
+    assert str(test.status) == "fail" and test.failures == 3  # null values in all
+    # The stored failures say which columns, and how many nulls each.
+    rows = copy.query(f"select column_name, null_rows from {test.node.relation_name} order by 1")
+    assert rows.rows() == [("feature", 2), ("model", 1)]
+    # D2's rows are untouched: the same test passes on D2's window.
+    result = copy.dbt("test", "--select", "test_name:not_null_columns,fct_inference_costs_hourly",
+                      vars={"min_date": str(D2), "max_date": str(D3)})
+    assert [str(r.status) for r in result.result] == ["pass"]
