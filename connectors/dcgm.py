@@ -48,6 +48,7 @@ from connectors.schemas import (
     GPU_HOURLY,
     GPU_MINUTELY,
     GPU_SAMPLES,
+    LABEL,
     QUARANTINE,
     TS,
     conform,
@@ -157,18 +158,11 @@ def read_dcgm_csv(data: bytes | Path, *, source_file: str) -> ParseResult:
             "container,metric,value (re-export with these columns)"
         )
     raw_cols = df.columns
-    labels = _blank_labels_to_null(
-        df.select(c for spellings in LABELS.values() for c in spellings if c in df.columns))
-
-    def label(spellings: list[str]) -> pl.Expr:
-        present = [pl.lit(labels[c]) for c in spellings if c in labels.columns]
-        return pl.coalesce(present) if present else pl.lit(None, pl.String)
-
     parsed = df.with_row_index("_row_number", offset=1).with_columns(
         on_distinct(df["metric"], lambda e: e.str.strip_chars()).alias("_field"),
         pl.col("value").alias("_value_text"),
         _parse_timestamps(df["timestamp"]).alias("ts"),
-        *[label(spellings).alias(name) for name, spellings in LABELS.items()],
+        *_csv_labels(df),
     )
     bad_ts = pl.when(pl.col("ts").is_null()).then(
         pl.format("unparseable timestamp '{}' (expected ISO-8601 UTC)", pl.col("timestamp"))
@@ -272,13 +266,13 @@ def finish_samples(
                                  return_dtype=pl.String)
     n = pl.col("_number")
     rows = good.with_columns(
-        metric.gather(field).alias("metric"),
-        unit.gather(field).alias("unit"),
+        metric.cast(LABEL).gather(field).alias("metric"),
+        unit.cast(LABEL).gather(field).alias("unit"),
         # `[N/A]` and blanks are already null numbers; DCGM's sentinels and NaN become null.
         pl.when((n >= BLANK_THRESHOLD) | n.is_nan()).then(None).otherwise(n).alias("value"),
         pl.col("gpu_index").cast(pl.Int32, strict=False),
-        pl.lit(SOURCE).alias("source"),
-        pl.lit(source_file).alias("source_file"),
+        pl.lit(SOURCE, LABEL).alias("source"),
+        pl.lit(source_file, LABEL).alias("source_file"),
     )
     rows = conform(rows.select([c for c in GPU_SAMPLES if c in rows.columns]), GPU_SAMPLES)
     nulls = rows["value"].null_count()
@@ -313,21 +307,28 @@ def _read_text_csv(text: bytes) -> pl.DataFrame:
         return pl.DataFrame()
 
 
-def _blank_labels_to_null(labels: pl.DataFrame) -> pl.DataFrame:
-    """Label columns stripped, empty -> null; worked out once per run of equal rows."""
-    present = [c for c in labels.columns if labels[c].null_count() < labels.height]
-    if not present:
-        return labels
-    run = labels.select(pl.struct(present).rle_id()).to_series()
-    heads = labels.select(present)[np.flatnonzero(np.diff(run.to_numpy(), prepend=-1))]
-    cleaned = heads.select(_blank_to_null(pl.col(c)).alias(c) for c in present)
-    # Only the columns cleaning changed are rebuilt (a day of DCGM CSV: regathering all
-    # eight cost ~3 CPU s), and one that cleaning emptied is a null column, not a gather.
-    changed = [c for c in present if not cleaned[c].equals(heads[c])]
-    return labels.with_columns(
-        pl.repeat(None, labels.height, dtype=pl.String).alias(c)
-        if cleaned[c].null_count() == cleaned.height else cleaned[c].gather(run).alias(c)
-        for c in changed)
+def _csv_labels(df: pl.DataFrame) -> list[pl.Series]:
+    """The LABELS columns of a DCGM CSV's rows: stripped, empty -> null, the first spelling
+    present, gpu_index a number (null if not one) and the rest categorical (GPU_SAMPLES).
+
+    A file lists a GPU's samples of a metric together, so its label columns come in long
+    runs of equal rows: all of that is worked out once per run, and each run's values are
+    gathered to its rows (categorical codes, not text)."""
+    raw = df.select(c for spellings in LABELS.values() for c in spellings if c in df.columns)
+    present = [c for c in raw.columns if raw[c].null_count() < raw.height]
+    if present:
+        run = raw.select(pl.struct(present).rle_id()).to_series()
+        heads = raw.select(present)[np.flatnonzero(np.diff(run.to_numpy(), prepend=-1))]
+    else:
+        run, heads = pl.Series(np.zeros(df.height, np.uint32)), pl.DataFrame({"_": [None]})
+
+    def label(name: str, spellings: list[str]) -> pl.Expr:
+        spelled = [_blank_to_null(pl.col(c)) for c in spellings if c in present]
+        value = pl.coalesce(spelled) if spelled else pl.lit(None, pl.String)
+        return value.cast(pl.Int32, strict=False) if name == "gpu_index" else value.cast(LABEL)
+
+    values = heads.select(label(name, spellings).alias(name) for name, spellings in LABELS.items())
+    return [values[name].gather(run) for name in LABELS]
 
 
 def _parse_timestamps(text: pl.Series) -> pl.Series:
@@ -560,7 +561,8 @@ class _Downsample:
                   else np.zeros(df.height, np.bool_))
         starts[0] = True
         run = np.cumsum(starts) - 1
-        heads = df.select(cols)[np.flatnonzero(starts)]
+        # As text: gpu_samples' labels are categorical, the GPU table's keys are text.
+        heads = df.select(cols)[np.flatnonzero(starts)].with_columns(pl.col(cols).cast(pl.String))
         new = (heads.select(_GPU_KEY).unique(maintain_order=True)
                .join(self.gpus, on=_GPU_KEY, how="anti", nulls_equal=True))
         self.gpus = pl.concat([self.gpus, new])
@@ -687,7 +689,8 @@ class _Periods:
         self.sums.append(np.bincount(slot, number[averaged], 4 * cells.size).reshape(4, -1))
         self.counts.append(np.bincount(slot, minlength=4 * cells.size).reshape(4, -1))
         self.cells.append((cells.gpu, cells.period))
-        self.labels.append(_compacted(_first_non_null(labels, cell, cells.size)))
+        firsts = _first_non_null(labels, cell, cells.size)
+        self.labels.append(_compacted(firsts.with_columns(pl.col(pl.Categorical).cast(pl.String))))
 
     def merge(self) -> tuple[_Cells, pl.DataFrame, list[np.ndarray], list[np.ndarray]]:
         """The batches' cells combined: cells, labels, sums and counts per _AVERAGED."""
