@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 import pytest
 
@@ -172,3 +173,10 @@ def test_telemetry_hours_are_the_same_downsampled_as_written_or_read_back(world:
     assert b["busy_fraction"] == pytest.approx(0.5)
     samples = lake.read_partition(world["lake"], "gpu_samples", D2)
     assert samples.height == 6
+    # Categorical in memory, plain text in the lake: every engine reads the labels as strings.
+    files = [str(f) for f in lake.partition_files(world["lake"], "gpu_samples", D2)]
+    types = dict(duckdb.sql(
+        f"select column_name, column_type from (describe select * from read_parquet({files}))"
+    ).fetchall())
+    assert {types[c] for c in ("hostname", "gpu_uuid", "metric", "unit", "source_file")} == {"VARCHAR"}
+    assert samples.filter(pl.col("gpu_uuid") == "GPU-B")["metric"].to_list() == ["gpu_util_pct"]
