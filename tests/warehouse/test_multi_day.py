@@ -203,10 +203,7 @@ def test_rerun_window_is_idempotent(built, full_build_marts) -> None:
 
 
 def test_a_window_takes_from_the_lookback_only_lines_reaching_into_it(built, tmp_path) -> None:
-    with duckdb.connect(str(built.path)) as con:
-        con.execute("checkpoint")
-    copy = type(built)(tmp_path, lake=built.lake)
-    shutil.copy(built.path, copy.path)
+    copy = _copy_of(built, tmp_path)
     copy.dbt(
         "run",
         "--select",
@@ -267,10 +264,7 @@ def test_cost_is_conserved_per_day_provider_currency(built, tmp_path) -> None:
     assert abs(usd - (Decimal("2150.40") + 12) * Decimal("1.16")) < HALF_CENT
 
     # Break the allocation (idle lines dropped) on a copy: the dbt conservation test fails.
-    with duckdb.connect(str(built.path)) as con:
-        con.execute("checkpoint")
-    broken = type(built)(tmp_path, lake=built.lake)
-    shutil.copy(built.path, broken.path)
+    broken = _copy_of(built, tmp_path)
     result = broken.dbt(
         "build",
         "--select",
@@ -288,10 +282,7 @@ def test_cost_is_conserved_per_day_provider_currency(built, tmp_path) -> None:
 def test_data_tests_read_only_the_run_window(built, tmp_path) -> None:
     # On a copy: one of D1's idle lines twice in fct_inference_costs_hourly (a broken grain,
     # and its GPU cost counted twice).
-    with duckdb.connect(str(built.path)) as con:
-        con.execute("checkpoint")
-    copy = type(built)(tmp_path, lake=built.lake)
-    shutil.copy(built.path, copy.path)
+    copy = _copy_of(built, tmp_path)
     with duckdb.connect(str(copy.path)) as con:
         con.execute(
             "insert into fct_inference_costs_hourly select * from fct_inference_costs_hourly "
@@ -324,10 +315,7 @@ def test_data_tests_read_only_the_run_window(built, tmp_path) -> None:
 
 def test_required_columns_are_one_test_that_names_the_null_columns(built, tmp_path) -> None:
     # On a copy: two of D1's lines lose their feature and one its model.
-    with duckdb.connect(str(built.path)) as con:
-        con.execute("checkpoint")
-    copy = type(built)(tmp_path, lake=built.lake)
-    shutil.copy(built.path, copy.path)
+    copy = _copy_of(built, tmp_path)
     with duckdb.connect(str(copy.path)) as con:
         lines = con.execute(
             "select hour_start, customer_id, feature, line_type from fct_inference_costs_hourly "
@@ -351,3 +339,12 @@ def test_required_columns_are_one_test_that_names_the_null_columns(built, tmp_pa
     result = copy.dbt("test", "--select", "test_name:not_null_columns,fct_inference_costs_hourly",
                       vars={"min_date": str(D2), "max_date": str(D3)})
     assert [str(r.status) for r in result.result] == ["pass"]
+
+
+def _copy_of(built, tmp_path: Path):
+    """A copy of the built warehouse (checkpointed first) on the same lake, to break."""
+    with duckdb.connect(str(built.path)) as con:
+        con.execute("checkpoint")
+    copy = type(built)(tmp_path, lake=built.lake)
+    shutil.copy(built.path, copy.path)
+    return copy
