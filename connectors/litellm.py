@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import polars as pl
 from isal import isal_zlib
 
@@ -37,6 +38,7 @@ from connectors.dcgm import on_distinct, parse_iso_utc_series
 from connectors.landing import LandingStore
 from connectors.result import ParseResult, SourceFormatError
 from connectors.schemas import GATEWAY_REQUESTS, MONEY, QUARANTINE, TS, conform, empty
+from connectors.seen_ids import SeenIds
 
 SOURCE = "litellm"
 # Decompressed text parsed at a time where polars cannot stream the file itself: large
@@ -351,8 +353,9 @@ class SpendLogReader:
 
     One reader per ingestion run: the ids it has seen decide which copy of a request is the
     duplicate. Ids are kept as two 64-bit hashes (different seeds: a false match needs both
-    to collide) with the file and line of their first copy, 24 bytes a request, so ten
-    million requests cost about 240 MB instead of holding the id strings.
+    to collide) with the file and line of their first copy (connectors.seen_ids: 24 bytes a
+    request plus its hash table's slots, up to ~0.5 GB for ten million requests, instead of the
+    id strings).
     """
 
     def __init__(
@@ -365,7 +368,7 @@ class SpendLogReader:
         self.self_hosted_deployments = self_hosted_deployments
         self.customer_salt = customer_salt
         self.chunk_bytes = chunk_bytes
-        self._seen: list[pl.DataFrame] = []
+        self._seen = SeenIds()
         self._files: list[str] = []
 
     def read_stream(self, stream: IO[bytes], source_file: str, *, skip_records: int = 0
@@ -440,9 +443,9 @@ class SpendLogReader:
             good, dup = self._split_copies(keyed, first_here, earlier, source_file)
         else:
             good, dup = keyed, empty(QUARANTINE)
-        self._seen.append(good.select(
-            "_h1", "_h2", pl.lit(self._files.index(source_file), pl.UInt32).alias("_seen_file"),
-            pl.col("_row_number").cast(pl.UInt32).alias("_seen_line")))
+        self._seen.add(good["_h1"].to_numpy(), good["_h2"].to_numpy(),
+                       self._files.index(source_file),
+                       good["_row_number"].cast(pl.UInt32).to_numpy())
         return good.drop("_h1", "_h2"), dup
 
     def _split_copies(self, keyed: pl.DataFrame, first_here: pl.Series, earlier: pl.DataFrame,
@@ -463,21 +466,13 @@ class SpendLogReader:
         return good.drop("_first_here", "_seen_file", "_seen_line", "_first_line"), dup
 
     def _earlier(self, keys: pl.DataFrame) -> pl.DataFrame:
-        """Ids of this chunk seen in earlier chunks, with where they were first seen.
-
-        The seen ids probe the chunk's (small) hash table, not the other way round, so a
-        chunk costs one pass over the seen hashes instead of rebuilding a table of them.
-        """
-        if not self._seen:
-            return pl.DataFrame(schema={"_h1": pl.UInt64, "_h2": pl.UInt64,
-                                        "_seen_file": pl.UInt32, "_seen_line": pl.UInt32})
-        seen = pl.concat(self._seen, rechunk=False)
-        # Probe on the first hash alone, then check the second on the few rows that match: a
-        # join on both columns encodes every seen row's pair on every chunk, which made this
-        # the costliest step of a 10-million-request day (18 s), growing with the square of
-        # the day's size; the single-key probe is about four times cheaper.
-        candidates = seen.join(keys.select("_h1"), on="_h1", how="semi")
-        return candidates.join(keys, on=["_h1", "_h2"], how="semi")
+        """Ids of this chunk seen in earlier chunks, once each, with where they were first
+        seen. A lookup in the seen ids' hash table: it costs the chunk, not the day so far."""
+        entries = self._seen.find(keys["_h1"].to_numpy(), keys["_h2"].to_numpy())
+        h1, h2, file, line = self._seen.where(np.unique(entries[entries >= 0]))
+        return pl.DataFrame({"_h1": h1, "_h2": h2, "_seen_file": file, "_seen_line": line},
+                            schema={"_h1": pl.UInt64, "_h2": pl.UInt64,
+                                    "_seen_file": pl.UInt32, "_seen_line": pl.UInt32})
 
 
 def _numbered_lines(text: bytes, first_line: int) -> pl.DataFrame:

@@ -8,6 +8,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -387,15 +388,14 @@ def test_truncated_gzip_is_a_whole_file_error(tmp_path: Path) -> None:
 
 
 def test_ids_seen_earlier_must_match_both_hashes():
-    """The seen ids are probed on the first hash, then checked on the second: an id whose
-    first hash collides with a seen one is not a copy."""
+    """A seen id matches on both hashes: an id whose first hash collides with a seen one's
+    is not a copy."""
     from connectors.litellm import SpendLogReader
 
-    u64, u32 = pl.UInt64, pl.UInt32
     reader = SpendLogReader()
-    reader._seen.append(pl.DataFrame(
-        {"_h1": [10, 20], "_h2": [1, 2], "_seen_file": [0, 0], "_seen_line": [5, 6]},
-        schema={"_h1": u64, "_h2": u64, "_seen_file": u32, "_seen_line": u32}))
-    chunk = pl.DataFrame({"_h1": [10, 20, 20, 30], "_h2": [1, 3, 3, 1]},
-                         schema={"_h1": u64, "_h2": u64})
+    reader._seen.add(np.array([10, 20], np.uint64), np.array([1, 2], np.uint64), 0,
+                     np.array([5, 6], np.uint32))
+    chunk = pl.DataFrame({"_h1": [10, 20, 20, 30, 10], "_h2": [1, 3, 3, 1, 1]},
+                         schema={"_h1": pl.UInt64, "_h2": pl.UInt64})
+    # 10 is seen (once, though the chunk has it twice); 20 only on its first hash.
     assert reader._earlier(chunk).rows() == [(10, 1, 0, 5)]
