@@ -354,7 +354,7 @@ class SpendLogReader:
     One reader per ingestion run: the ids it has seen decide which copy of a request is the
     duplicate. Ids are kept as two 64-bit hashes (different seeds: a false match needs both
     to collide) with the file and line of their first copy (connectors.seen_ids: 24 bytes a
-    request plus its hash table's slots, up to ~0.5 GB for ten million requests, instead of the
+    request plus its hash table's slots, up to ~0.6 GB for ten million requests, instead of the
     id strings).
     """
 
