@@ -34,8 +34,8 @@ class SeenIds:
         found = np.full(h1.size, -1, np.int64)
         if not self._n:
             return found
-        mask = np.uint64(self._slots.size - 1)
-        slot = (h1 & mask).astype(np.int64)
+        mask = self._slots.size - 1
+        slot = (h1 & np.uint64(mask)).astype(np.int64)
         todo = np.arange(h1.size)
         while todo.size:
             entry = self._slots[slot[todo]].astype(np.int64) - 1
@@ -44,7 +44,7 @@ class SeenIds:
             hit = (self._h1[entry] == h1[todo]) & (self._h2[entry] == h2[todo])
             found[todo[hit]] = entry[hit]
             todo = todo[~hit]
-            slot[todo] = (slot[todo] + 1) & (self._slots.size - 1)
+            slot[todo] = (slot[todo] + 1) & mask
         return found
 
     def where(self, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -83,7 +83,7 @@ class SeenIds:
     def _rebuild(self, size: int) -> None:
         """A table of `size` slots with every entry in it. In order of home slot, each entry
         takes its home or the slot after the one placed before it: linear probing's result,
-        from one sort instead of a probe per entry (a day's rebuilds: 2.5 -> ~0.3 CPU s)."""
+        from one sort instead of a probe per entry (10 M requests' rebuilds: 2.5 -> 0.6-1.1 CPU s)."""
         self._slots = np.zeros(size, np.uint32)
         home = (self._h1[: self._n] & np.uint64(size - 1)).astype(np.int64)
         order = np.sort((home << 32) | np.arange(self._n, dtype=np.int64))
