@@ -24,14 +24,17 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 from packaging import version
 
+from assets.dbt_launcher import LAUNCHER, PYTHON_ENV
 from assets.partitions import DAILY, dbt_vars_for_window
 from assets.resources import StorageResource
 from connectors.lake_remote import is_remote
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt"
 WAREHOUSE_POOL = "duckdb_warehouse"
-# The dbt installed beside this interpreter, whether or not the venv is on PATH.
-DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
+# dbt as the pipeline starts it (assets/dbt_launcher.py): the dbt installed beside this
+# interpreter, whether or not the venv is on PATH, ready-imported when a run started one.
+DBT_EXECUTABLE = str(LAUNCHER)
+os.environ[PYTHON_ENV] = sys.executable
 # A day's build: seeds, models and their data tests (limited to the window). The unit tests
 # check the SQL, not the day's data: they run in CI (tests/warehouse), not every day.
 DAILY_BUILD_ARGS = ("build", "--exclude-resource-type", "unit_test")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -11,6 +15,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from assets.anomalies import ANOMALY_ASSETS
+from assets.dbt_launcher import WarmDbt
 from assets.exports import marts_export_asset
 from assets.ingestion import INGESTION_ASSETS, gpu_telemetry, vllm_hourly
 from assets.prices import PRICE_ASSETS
@@ -93,16 +98,61 @@ def run_range(
     res = resources(settings)
     instance = instance or dg.DagsterInstance.ephemeral()
     telemetry_instance = telemetry_instance or dg.DagsterInstance.ephemeral()
-    runs = 0
     side_by_side = run_logging_is_thread_safe(instance) and run_logging_is_thread_safe(telemetry_instance)
-    others = [a for a in INGESTION_ASSETS if a not in TELEMETRY_ASSETS] + PRICE_ASSETS
     evaluations: list[dg.AssetCheckEvaluation] = []
+    warm = _WarmDbtStarter()
+    try:
+        return _run_range(settings, days, res, instance, telemetry_instance, side_by_side,
+                          chunk_days, on_chunk, evaluations, warm)
+    finally:
+        warm.close()
+
+
+class _WarmDbtStarter:
+    """Starts dbt's process (assets.dbt_launcher.WarmDbt) once the last ingestion run of a
+    range has ended: while the lake checks run (about one core busy), dbt imports itself,
+    and the warehouse's build starts ~3 s sooner."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._folder: Path | None = None
+        self._warm: WarmDbt | None = None
+
+    def expect(self, runs: int) -> None:
+        self._waiting = runs
+
+    def ingestion_ended(self) -> None:
+        with self._lock:
+            self._waiting -= 1
+            if self._waiting or self._warm is not None:
+                return
+            self._folder = Path(tempfile.mkdtemp(prefix="inferledger-dbt-"))
+            self._warm = WarmDbt(self._folder)
+
+    def close(self) -> None:
+        if self._warm is not None:
+            self._warm.close()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _run_range(settings: Settings, days: list[date], res: dict, instance: dg.DagsterInstance,
+               telemetry_instance: dg.DagsterInstance, side_by_side: bool, chunk_days: int,
+               on_chunk: Callable[[list[date]], None] | None,
+               evaluations: list[dg.AssetCheckEvaluation], warm: _WarmDbtStarter) -> RunReport:
+    runs = 0
+    others = [a for a in INGESTION_ASSETS if a not in TELEMETRY_ASSETS] + PRICE_ASSETS
     for i in range(0, len(days), chunk_days):
         chunk = days[i : i + chunk_days]
+        last_chunk = i + chunk_days >= len(days)
+        if last_chunk:
+            warm.expect(2)
 
         tags = _range_tags(chunk[0], chunk[-1])
 
-        def ingest(assets: list, on: dg.DagsterInstance, tags: dict[str, str] = tags) -> None:
+        def ingest(assets: list, on: dg.DagsterInstance, tags: dict[str, str] = tags,
+                   last_chunk: bool = last_chunk) -> None:
             # The assets, then their lake checks (the GX suites) as the daily job runs them.
             # Checks last: in one in-process run a check would run as soon as its asset is
             # done, and the bill's (with GX's import) would hold back the gateway logs.
@@ -112,6 +162,8 @@ def run_range(
                 dg.define_asset_job("ingest", selection=dg.AssetSelection.all().without_checks()),
                 dg.define_asset_job("check", selection=dg.AssetSelection.all_asset_checks())])
             defs.resolve_job_def("ingest").execute_in_process(instance=on, run_config=QUIET_RUN_CONFIG, tags=tags)
+            if last_chunk:
+                warm.ingestion_ended()
             if not checks:
                 return
             run_id = str(uuid.uuid4())
