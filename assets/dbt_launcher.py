@@ -127,7 +127,7 @@ def serve(listening_fd: int, path: str) -> NoReturn:
     a launcher that comes early waits for the imports instead of starting dbt cold.
     """
     listener = socket.socket(fileno=listening_fd)
-    import dbt.adapters.duckdb  # noqa: F401  - the adapter dbt would load first
+    import dbt.adapters.duckdb  # the adapter dbt would load first
     import dbt.cli.main  # noqa: F401
 
     conn, _ = listener.accept()

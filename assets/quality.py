@@ -249,7 +249,7 @@ def _import_gx() -> None:
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
     try:
-        import great_expectations  # noqa: F401
+        import great_expectations
         import great_expectations.expectations  # noqa: F401
     finally:
         for name in hidden:

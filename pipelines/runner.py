@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import threading
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 
@@ -23,6 +24,8 @@ from assets.quality import LAKE_CHECKS
 from assets.warehouse import warehouse_assets
 from pipelines.config import Settings
 from pipelines.definitions import resources
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -128,7 +131,10 @@ class _WarmDbtStarter:
             if self._waiting or self._warm is not None:
                 return
             self._folder = Path(tempfile.mkdtemp(prefix="inferledger-dbt-"))
-            self._warm = WarmDbt(self._folder)
+            try:
+                self._warm = WarmDbt(self._folder)
+            except OSError as e:  # no Unix sockets here, a TMPDIR too long for one: dbt starts cold
+                log.warning("dbt will start cold: could not start it ahead (%s)", e)
 
     def close(self) -> None:
         if self._warm is not None:
