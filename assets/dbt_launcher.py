@@ -54,14 +54,20 @@ def run_dbt(argv: Sequence[str]) -> int:
     return 0
 
 
-def fast_exit(code: int) -> NoReturn:
-    """End the process after its exit handlers, skipping the interpreter's teardown."""
+def _finish() -> None:
+    """What an exit does short of the interpreter's teardown: the exit handlers (logging's
+    flush, multiprocessing's semaphores) and the standard streams flushed."""
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
+
+
+def fast_exit(code: int) -> NoReturn:
+    """End the process after its exit handlers, skipping the interpreter's teardown."""
+    _finish()
     os._exit(code)
 
 
@@ -84,7 +90,7 @@ def _call_warm(path: str, argv: Sequence[str]) -> int | None:
     except OSError:
         conn.close()
         return None
-    # The server's child never serves anyone: the socket is gone once it is taken.
+    # dbt's environment does not name the socket: it serves one invocation, this one.
     env = {k: v for k, v in os.environ.items() if k != SOCKET_ENV}
     request = json.dumps({"argv": list(argv), "env": env, "cwd": os.getcwd()}).encode()
     with conn:
@@ -144,9 +150,7 @@ def serve(listening_fd: int, path: str) -> NoReturn:
     os.environ.update(request["env"])
     conn.sendall(_PID.pack(os.getpid()))
     code = run_dbt(request["argv"])
-    atexit._run_exitfuncs()  # dbt's log flushed before the launcher reports the end
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+    _finish()  # dbt's output all out before the launcher reports the end
     conn.sendall(_STATUS.pack(code))
     os._exit(code)
 

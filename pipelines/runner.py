@@ -101,12 +101,69 @@ def run_range(
     res = resources(settings)
     instance = instance or dg.DagsterInstance.ephemeral()
     telemetry_instance = telemetry_instance or dg.DagsterInstance.ephemeral()
+    runs = 0
     side_by_side = run_logging_is_thread_safe(instance) and run_logging_is_thread_safe(telemetry_instance)
+    others = [a for a in INGESTION_ASSETS if a not in TELEMETRY_ASSETS] + PRICE_ASSETS
     evaluations: list[dg.AssetCheckEvaluation] = []
-    warm = _WarmDbtStarter()
+    warm = _WarmDbtStarter()  # dbt's process, started as the ingestion ends
     try:
-        return _run_range(settings, days, res, instance, telemetry_instance, side_by_side,
-                          chunk_days, on_chunk, evaluations, warm)
+        for i in range(0, len(days), chunk_days):
+            chunk = days[i : i + chunk_days]
+            last_chunk = i + chunk_days >= len(days)
+            if last_chunk:
+                warm.expect(2)
+
+            tags = _range_tags(chunk[0], chunk[-1])
+
+            def ingest(assets: list, on: dg.DagsterInstance, tags: dict[str, str] = tags,
+                       last_chunk: bool = last_chunk) -> None:
+                # The assets, then their lake checks (the GX suites) as the daily job runs them.
+                # Checks last: in one in-process run a check would run as soon as its asset is
+                # done, and the bill's (with GX's import) would hold back the gateway logs.
+                keys = {key for a in assets for key in a.keys}
+                checks = [c for c in LAKE_CHECKS if {k.asset_key for k in c.check_keys} <= keys]
+                defs = dg.Definitions(assets=assets, asset_checks=checks, resources=res, jobs=[
+                    dg.define_asset_job("ingest", selection=dg.AssetSelection.all().without_checks()),
+                    dg.define_asset_job("check", selection=dg.AssetSelection.all_asset_checks())])
+                defs.resolve_job_def("ingest").execute_in_process(instance=on, run_config=QUIET_RUN_CONFIG, tags=tags)
+                if last_chunk:
+                    warm.ingestion_ended()
+                if not checks:
+                    return
+                run_id = str(uuid.uuid4())
+                try:
+                    defs.resolve_job_def("check").execute_in_process(
+                        instance=on, run_config=QUIET_RUN_CONFIG, tags=tags, run_id=run_id)
+                finally:
+                    # A failed blocking check fails its step (Dagster's own error): the
+                    # evaluations come from the run's event log either way.
+                    records = on.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+                    evaluations.extend(r.event_log_entry.dagster_event.event_specific_data for r in records)
+
+            try:
+                if side_by_side:
+                    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest") as pool:
+                        jobs = [pool.submit(ingest, TELEMETRY_ASSETS, telemetry_instance),
+                                pool.submit(ingest, others, instance)]
+                        for done in jobs:
+                            done.result()  # a failed run raises here, after both have finished
+                else:
+                    ingest(TELEMETRY_ASSETS, telemetry_instance)
+                    ingest(others, instance)
+            except Exception as error:
+                _stop_on_blocking_failures(evaluations, chunk, error)
+                raise
+            runs += 2
+            if on_chunk:
+                on_chunk(chunk)
+        result = dg.materialize(
+            [warehouse_assets(), *ANOMALY_ASSETS, marts_export_asset()],
+            resources=res, instance=instance, run_config=QUIET_RUN_CONFIG,
+            tags=_range_tags(days[0], days[-1]),
+        )
+        warnings = [_describe(e) for e in evaluations if not e.passed]
+        return RunReport(days=days, ingestion_runs=runs, warehouse_run_id=result.run_id,
+                         checks_run=len(evaluations), check_warnings=warnings)
     finally:
         warm.close()
 
@@ -141,71 +198,6 @@ class _WarmDbtStarter:
             self._warm.close()
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
-
-
-def _run_range(settings: Settings, days: list[date], res: dict, instance: dg.DagsterInstance,
-               telemetry_instance: dg.DagsterInstance, side_by_side: bool, chunk_days: int,
-               on_chunk: Callable[[list[date]], None] | None,
-               evaluations: list[dg.AssetCheckEvaluation], warm: _WarmDbtStarter) -> RunReport:
-    runs = 0
-    others = [a for a in INGESTION_ASSETS if a not in TELEMETRY_ASSETS] + PRICE_ASSETS
-    for i in range(0, len(days), chunk_days):
-        chunk = days[i : i + chunk_days]
-        last_chunk = i + chunk_days >= len(days)
-        if last_chunk:
-            warm.expect(2)
-
-        tags = _range_tags(chunk[0], chunk[-1])
-
-        def ingest(assets: list, on: dg.DagsterInstance, tags: dict[str, str] = tags,
-                   last_chunk: bool = last_chunk) -> None:
-            # The assets, then their lake checks (the GX suites) as the daily job runs them.
-            # Checks last: in one in-process run a check would run as soon as its asset is
-            # done, and the bill's (with GX's import) would hold back the gateway logs.
-            keys = {key for a in assets for key in a.keys}
-            checks = [c for c in LAKE_CHECKS if {k.asset_key for k in c.check_keys} <= keys]
-            defs = dg.Definitions(assets=assets, asset_checks=checks, resources=res, jobs=[
-                dg.define_asset_job("ingest", selection=dg.AssetSelection.all().without_checks()),
-                dg.define_asset_job("check", selection=dg.AssetSelection.all_asset_checks())])
-            defs.resolve_job_def("ingest").execute_in_process(instance=on, run_config=QUIET_RUN_CONFIG, tags=tags)
-            if last_chunk:
-                warm.ingestion_ended()
-            if not checks:
-                return
-            run_id = str(uuid.uuid4())
-            try:
-                defs.resolve_job_def("check").execute_in_process(
-                    instance=on, run_config=QUIET_RUN_CONFIG, tags=tags, run_id=run_id)
-            finally:
-                # A failed blocking check fails its step (Dagster's own error): the
-                # evaluations come from the run's event log either way.
-                records = on.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-                evaluations.extend(r.event_log_entry.dagster_event.event_specific_data for r in records)
-
-        try:
-            if side_by_side:
-                with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest") as pool:
-                    jobs = [pool.submit(ingest, TELEMETRY_ASSETS, telemetry_instance),
-                            pool.submit(ingest, others, instance)]
-                    for done in jobs:
-                        done.result()  # a failed run raises here, after both have finished
-            else:
-                ingest(TELEMETRY_ASSETS, telemetry_instance)
-                ingest(others, instance)
-        except Exception as error:
-            _stop_on_blocking_failures(evaluations, chunk, error)
-            raise
-        runs += 2
-        if on_chunk:
-            on_chunk(chunk)
-    result = dg.materialize(
-        [warehouse_assets(), *ANOMALY_ASSETS, marts_export_asset()],
-        resources=res, instance=instance, run_config=QUIET_RUN_CONFIG,
-        tags=_range_tags(days[0], days[-1]),
-    )
-    warnings = [_describe(e) for e in evaluations if not e.passed]
-    return RunReport(days=days, ingestion_runs=runs, warehouse_run_id=result.run_id,
-                     checks_run=len(evaluations), check_warnings=warnings)
 
 
 def _describe(evaluation: dg.AssetCheckEvaluation) -> str:
