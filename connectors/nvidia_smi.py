@@ -38,7 +38,14 @@ METRICS: dict[str, tuple[str, str]] = {
     "utilization.memory": ("mem_copy_util_pct", "%"),
     "temperature.gpu": ("gpu_temp_c", "C"),
     "clocks.sm": ("sm_clock_mhz", "MHz"),
+    # What nvidia-smi 580 (an H200) prints in the header when asked for clocks.sm.
+    "clocks.current.sm": ("sm_clock_mhz", "MHz"),
 }
+# Asked for with power.draw, the instant reading keeps a metric of its own: on Ampere and
+# newer, power.draw is the one-second average (an H200 on driver 580 printed the same
+# number for power.draw and power.draw.average), and two power_w samples of one GPU at
+# one time would be averaged together.
+_POWER_INSTANT = ("power_w_instant", "W")
 # Identity columns (not samples) -> gpu_samples column.
 IDENTITY = {"name": "gpu_model", "uuid": "gpu_uuid", "index": "gpu_index"}
 _NOT_SAMPLES = {"timestamp", "pci.bus_id", "driver_version", "serial", *IDENTITY}
@@ -94,10 +101,13 @@ def read_nvidia_smi_csv(
                                  *[c for f, c in IDENTITY.items() if f in fields]],
         variable_name="_field", value_name="_text")
     unit_of = dict(zip(fields, units))
+    known = dict(METRICS)
+    if "power.draw" in sample_fields:
+        known["power.draw.instant"] = _POWER_INSTANT
     mapping = pl.DataFrame({
         "_field": sample_fields,
-        "metric": [METRICS.get(f, (f.replace(".", "_"), None))[0] for f in sample_fields],
-        "unit": [METRICS[f][1] if f in METRICS else unit_of[f] for f in sample_fields],
+        "metric": [known.get(f, (f.replace(".", "_"), None))[0] for f in sample_fields],
+        "unit": [known[f][1] if f in known else unit_of[f] for f in sample_fields],
     })
     long = long.join(mapping, on="_field", how="left", maintain_order="left")
     value = pl.col("_text")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -82,3 +83,32 @@ def test_downsample_reads_nvidia_smi_samples(result) -> None:
     row = hourly.row(0, named=True)
     assert row["samples"] == 3 and row["gpu_util_pct_avg"] == pytest.approx(89.0)
     assert row["busy_fraction"] == pytest.approx(0.89)
+
+
+H200 = Path(__file__).resolve().parents[1] / "fixtures" / "telemetry" / "nvidia_smi_h200_driver580.csv"
+
+
+def test_real_h200_capture_driver_580() -> None:
+    """Five lines logged by nvidia-smi 580.159.04 on an H200 (`--format=csv,nounits -l 1`,
+    its UUID replaced). That version prints clocks.sm as `clocks.current.sm`, and power.draw
+    equals power.draw.average: the instant reading is a metric of its own."""
+    result = read_nvidia_smi_csv(H200, source_file="gpu_telemetry/nvidia_smi/h200.csv")
+    assert (result.rows_read, result.rows.height, result.quarantine.height) == (40, 40, 0)
+    per_metric = (result.rows.group_by(pl.col("metric").cast(pl.String), pl.col("unit").cast(pl.String))
+                  .agg(pl.len().alias("n"), pl.col("value").sum().round(2).alias("total"))
+                  .sort("metric").rows())
+    assert per_metric == [
+        ("fb_used_mib", "MiB", 5, 0.0),
+        ("gpu_temp_c", "C", 5, 185.0),
+        ("gpu_util_pct", "%", 5, 0.0),
+        ("mem_copy_util_pct", "%", 5, 0.0),
+        ("power_w", "W", 5, 395.28),  # 79.13 + 79.05 x 3 + 79.00
+        ("power_w_avg1s", "W", 5, 395.28),
+        ("power_w_instant", "W", 5, 398.06),  # 79.64 + 78.69 + 79.72 x 2 + 80.29
+        ("sm_clock_mhz", "MHz", 5, 1725.0),
+    ]
+    # One power_w sample per GPU and time.
+    power = result.rows.filter(pl.col("metric") == "power_w")
+    assert power.select(pl.struct("gpu_uuid", "ts").n_unique()).item() == 5
+    assert result.rows["gpu_model"].cast(pl.String).unique().to_list() == ["NVIDIA H200"]
+    assert result.rows["ts"].min() == datetime(2026, 11, 29, 19, 26, 20, 169000, tzinfo=UTC)
