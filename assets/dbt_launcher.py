@@ -17,6 +17,11 @@ interpreter. Two costs of a dbt process are not dbt's work:
   warehouse checkpointed), Python's teardown of dbt's objects took 0.65-0.7 s. The exit
   handlers (logging's flush, multiprocessing's semaphores) are run, then the process ends
   without the teardown.
+- **Garbage collection.** dbt holds the GIL while it collects, so its pauses lengthen the
+  build's critical path. Its modules (imported once, kept to the end) are frozen out of
+  the collector, and the young generation is collected every 20,000 allocations rather
+  than 700: one build is a short process. On a production day: 0.74-0.77 s of
+  collections, then 0.39-0.41 s.
 
 Only the standard library is imported before dbt: this file runs outside the package.
 """
@@ -24,6 +29,7 @@ Only the standard library is imported before dbt: this file runs outside the pac
 from __future__ import annotations
 
 import atexit
+import gc
 import json
 import os
 import signal
@@ -43,10 +49,18 @@ _PID = struct.Struct("!q")
 _STATUS = struct.Struct("!i")
 
 
+def _settle_gc() -> None:
+    """Leave what is imported out of every later collection, and collect less often: this
+    process runs one dbt invocation and ends."""
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def run_dbt(argv: Sequence[str]) -> int:
     """dbt's command line in this process; its exit status."""
     from dbt.cli.main import cli
 
+    _settle_gc()
     try:
         cli.main(args=list(argv), prog_name="dbt")
     except SystemExit as e:

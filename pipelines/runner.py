@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 import tempfile
@@ -106,6 +107,10 @@ def run_range(
     others = [a for a in INGESTION_ASSETS if a not in TELEMETRY_ASSETS] + PRICE_ASSETS
     evaluations: list[dg.AssetCheckEvaluation] = []
     warm = _WarmDbtStarter()  # dbt's process, started as the ingestion ends
+    # What is loaded by now (Dagster, polars, the definitions) outlives the runs: frozen out
+    # of the collector while they run, a full collection walks only the runs' objects (a
+    # production day's full collections: 1.10-1.14 s, then 0.65-0.79 s). Unfrozen at the end.
+    gc.freeze()
     try:
         for i in range(0, len(days), chunk_days):
             chunk = days[i : i + chunk_days]
@@ -166,6 +171,7 @@ def run_range(
                          checks_run=len(evaluations), check_warnings=warnings)
     finally:
         warm.close()
+        gc.unfreeze()
 
 
 class _WarmDbtStarter:

@@ -3,6 +3,7 @@ blocking check that fails stops the run before the marts."""
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import shutil
@@ -35,10 +36,12 @@ def test_a_day_whose_gateway_log_stops_early_is_not_built(small_landing: Path, t
     settings = Settings(landing=str(landing), lake=str(tmp_path / "lake"), warehouse=str(tmp_path / "warehouse.duckdb"))
     report = run_range(settings, START, START)  # a whole day: every suite passes
     assert (report.checks_run, report.check_warnings) == (5, [])
+    assert gc.get_freeze_count() == 0  # what the run froze out of the collector is back in it
     with pytest.raises(LakeCheckFailed, match="gateway_requests_expectations") as failure:
         run_range(settings, DAY, DAY)
     assert "expect_column_max_to_be_between(ts_start)" in str(failure.value)
     assert "2026-10-02..2026-10-02" in str(failure.value)
+    assert gc.get_freeze_count() == 0  # a failed run unfreezes as well
     # The CLI says the same in one line, without a traceback, and exits 1.
     result = CliRunner().invoke(main, ["run", "--landing", str(landing), "--warehouse", settings.warehouse,
                                        "--start", str(DAY), "--end", str(DAY)])
