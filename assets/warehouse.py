@@ -76,17 +76,47 @@ def _manifest_is_stale(project: DbtProject) -> bool:
     return any(p.stat().st_mtime > built for p in sources if p.exists())
 
 
+# Beside the kept partial_parse.msgpack: the warehouse path the profile named when it was made.
+PARSED_FOR_FILE = "partial_parse.warehouse"
+
+
+def _parsed_for(project: DbtProject) -> str | None:
+    path = project.project_dir / project.target_path / PARSED_FOR_FILE
+    return path.read_text() if path.exists() else None
+
+
+def _record_parsed_for(project: DbtProject, warehouse: str) -> None:
+    path = project.project_dir / project.target_path / PARSED_FOR_FILE
+    staged = path.with_suffix(".tmp")
+    staged.write_text(warehouse)
+    os.replace(staged, path)
+
+
 @cache
 def dbt_project() -> DbtProject:
-    """The dbt project, its manifest parsed when missing or older than the project's files."""
+    """The dbt project, parsed at load when its manifest is missing or older than the
+    project's files, or when the kept parse saw another warehouse than INFERLEDGER_WAREHOUSE.
+
+    dbt re-parses the whole project when the profile differs from its saved parse's, and the
+    warehouse path is part of the profile: a run on a warehouse the kept parse did not see
+    parsed everything inside its build (a production day: 5.8 s against 1.6 s from the kept
+    parse, the warehouse step 25.1 s against 17.7 s). With the warehouse named in the
+    environment, as a deployment names it, that parse happens here, when the code location
+    loads, and the runs reuse it.
+    """
     project = DbtProject(project_dir=DBT_PROJECT_DIR)
-    if _manifest_is_stale(project):
+    named = os.environ.get("INFERLEDGER_WAREHOUSE")
+    if named:
+        # As the warehouse asset hands it to dbt, so that the profile is the same.
+        os.environ["INFERLEDGER_WAREHOUSE"] = named = str(Path(named).resolve())
+    if _manifest_is_stale(project) or (named and _parsed_for(project) != named):
         # Parsing reads the profile, which names the lake and warehouse; any path will do.
         os.environ.setdefault("INFERLEDGER_LAKE", str(Path.cwd() / "data" / "lake"))
         os.environ.setdefault("INFERLEDGER_WAREHOUSE", str(Path.cwd() / "data" / "warehouse.duckdb"))
         DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
             ["parse", "--quiet"], target_path=project.target_path
         ).wait()
+        _record_parsed_for(project, os.environ["INFERLEDGER_WAREHOUSE"])
     return project
 
 
@@ -100,6 +130,14 @@ def load_manifest(path: Path) -> dict[str, Any]:
 @lru_cache(maxsize=2)
 def _parsed_manifest(path: Path, _mtime_ns: int) -> dict[str, Any]:
     return json.loads(path.read_text())
+
+
+def dbt_storage_env(lake: str, local_copy: Path, warehouse: str | Path) -> dict[str, str]:
+    """The lake and warehouse as the dbt project reads them (INFERLEDGER_LAKE and
+    INFERLEDGER_WAREHOUSE). Set before the code location loads (the CLI does), the project
+    is parsed for this warehouse then rather than in the first run's build."""
+    return {"INFERLEDGER_LAKE": dbt_lake_location(lake, local_copy),
+            "INFERLEDGER_WAREHOUSE": str(Path(warehouse).resolve())}
 
 
 def dbt_lake_location(lake: str, local_copy: Path, env: dict[str, str] | None = None) -> str:
@@ -128,8 +166,7 @@ def warehouse_assets() -> dg.AssetsDefinition:
     )
     def _warehouse(context: dg.AssetExecutionContext, dbt: DbtCliResource, storage: StorageResource):
         # dbt reads the lake and writes the warehouse named by the storage resource.
-        os.environ["INFERLEDGER_LAKE"] = dbt_lake_location(storage.lake, storage.lake_path)
-        os.environ["INFERLEDGER_WAREHOUSE"] = str(Path(storage.warehouse).resolve())
+        os.environ.update(dbt_storage_env(storage.lake, storage.lake_path, storage.warehouse))
         window = context.partition_time_window
         window_env = {f"INFERLEDGER_{name.upper()}": value for name, value in
                       dbt_vars_for_window(window.start, window.end).items()}
@@ -289,6 +326,7 @@ def keep_partial_parse(run_target: Path, project: DbtProject) -> None:
     staged = kept.with_suffix(".msgpack.tmp")
     shutil.copyfile(made, staged)
     os.replace(staged, kept)
+    _record_parsed_for(project, os.environ["INFERLEDGER_WAREHOUSE"])
 
 
 class WarehouseDbtResource(DbtCliResource):

@@ -69,7 +69,21 @@ def generate(landing: Path, seed: int, start: date, days: int, requests_per_day:
         click.echo(f"  {source}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
 
 
+def _name_storage_for_dbt(settings: Settings) -> None:
+    """Name the warehouse (and a local lake) in the environment before the code location
+    loads, as a deployment does: dbt's parse of the project for a new warehouse then happens
+    at load (assets.warehouse.dbt_project), not inside the first build."""
+    from assets.warehouse import dbt_storage_env
+    from connectors.lake_remote import is_remote
+
+    env = dbt_storage_env(settings.lake, settings.lake_path, settings.warehouse)
+    if is_remote(settings.lake):  # INFERLEDGER_LAKE keeps naming the S3 lake in this process
+        env.pop("INFERLEDGER_LAKE")
+    os.environ.update(env)
+
+
 def _run(settings: Settings, start: date, end: date) -> None:
+    _name_storage_for_dbt(settings)
     from assets.exports import exports_dir, marts_duckdb_path
     from pipelines.runner import LakeCheckFailed, run_range
     from pipelines.summary import format_summary, read_summary

@@ -1,7 +1,10 @@
-"""The daily build loads the seeds (and runs their tests) only when they changed."""
+"""The daily build loads the seeds (and runs their tests) only when they changed, and
+reuses the project's parse made for its warehouse."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -52,6 +55,10 @@ def test_second_daily_build_skips_the_loaded_seeds(tmp_path: Path) -> None:
 
     first = build()
     assert SEED_TABLES <= first and "fct_inference_costs_hourly" in first
+    # The kept parse is marked as made for this warehouse: a code location loading with it
+    # named in the environment does not parse the project again.
+    kept = wh.DBT_PROJECT_DIR / "target" / wh.PARSED_FOR_FILE
+    assert kept.read_text() == str(warehouse.resolve())
     assert wh.seeds_loaded(warehouse, wh.seed_fingerprint())
     second = build()
     assert not SEED_TABLES & second  # the seeds were neither reloaded nor retested
@@ -75,3 +82,41 @@ def test_old_run_targets_are_removed_newest_kept(tmp_path: Path) -> None:
     wh.prune_run_targets(tmp_path, keep=10)
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == ["partial_parse.msgpack"] + [f"warehouse-run{i:02d}-x" for i in range(3, 13)]
+
+
+def test_the_project_is_parsed_at_load_for_a_warehouse_its_parse_did_not_see(
+        tmp_path: Path, monkeypatch) -> None:
+    project = tmp_path / "dbt"
+    shutil.copytree(wh.DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("warehouse-*", "logs"))
+    os.utime(project / "target" / "manifest.json")  # fresher than every project file
+    monkeypatch.setattr(wh, "DBT_PROJECT_DIR", project)
+    parses: list[tuple[list[str], str]] = []
+
+    class Cli:
+        def __init__(self, **_: object) -> None:
+            pass
+
+        def cli(self, args: list[str], target_path: Path) -> Cli:
+            parses.append((args, os.environ["INFERLEDGER_WAREHOUSE"]))
+            return self
+
+        def wait(self) -> None:
+            pass
+
+    monkeypatch.setattr(wh, "DbtCliResource", Cli)
+    (project / "target" / wh.PARSED_FOR_FILE).write_text(str(tmp_path / "a.duckdb"))
+    load = wh.dbt_project.__wrapped__
+
+    monkeypatch.delenv("INFERLEDGER_WAREHOUSE", raising=False)
+    load()  # no warehouse named: the kept parse stands
+    monkeypatch.setenv("INFERLEDGER_WAREHOUSE", str(tmp_path / "a.duckdb"))
+    load()  # the warehouse it was made for
+    assert parses == []
+
+    monkeypatch.setenv("INFERLEDGER_WAREHOUSE", str(tmp_path / "x" / ".." / "b.duckdb"))
+    load()  # another warehouse: parsed here, with the path as the build will name it
+    resolved = str((tmp_path / "b.duckdb").resolve())
+    assert parses == [(["parse", "--quiet"], resolved)]
+    assert (project / "target" / wh.PARSED_FOR_FILE).read_text() == resolved
+    load()
+    assert len(parses) == 1
