@@ -87,7 +87,7 @@ def _parsed_for(project: DbtProject) -> str | None:
 
 def _record_parsed_for(project: DbtProject, warehouse: str) -> None:
     path = project.project_dir / project.target_path / PARSED_FOR_FILE
-    staged = path.with_suffix(".tmp")
+    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # processes loading at once
     staged.write_text(warehouse)
     os.replace(staged, path)
 
