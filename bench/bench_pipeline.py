@@ -14,7 +14,10 @@ Measured, each in its own child process so its peak RSS (VmHWM) is its own:
 - **pipeline**: `pipelines.runner.run_range` for the day: ingestion (the four ingestion
   assets, then their lake checks: the five GX suites), then the warehouse (dbt build:
   models, dbt tests, conservation), anomalies and the marts export. Wall time and peak RSS
-  per stage (the peak is reset between stages).
+  per stage (the peak is reset between stages). The code location loads first, untimed, with
+  the storage named in the environment as a deployment names it: dbt's parse of the project
+  for a new warehouse happens there (once per warehouse), and its time is printed beside
+  the day.
 - **lower bound**: one DuckDB query over the same lake computing the per-model daily
   aggregates the marts carry (requests, token buckets, GPU hours, energy, GPU cost).
 - **day N+1 after N days of history** (`--history`): the lake is given N earlier days
