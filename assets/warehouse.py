@@ -80,13 +80,17 @@ def _manifest_is_stale(project: DbtProject) -> bool:
 PARSED_FOR_FILE = "partial_parse.warehouse"
 
 
+def _parsed_for_path(project: DbtProject) -> Path:
+    return project.project_dir / project.target_path / PARSED_FOR_FILE
+
+
 def _parsed_for(project: DbtProject) -> str | None:
-    path = project.project_dir / project.target_path / PARSED_FOR_FILE
+    path = _parsed_for_path(project)
     return path.read_text() if path.exists() else None
 
 
 def _record_parsed_for(project: DbtProject, warehouse: str) -> None:
-    path = project.project_dir / project.target_path / PARSED_FOR_FILE
+    path = _parsed_for_path(project)
     staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # processes loading at once
     staged.write_text(warehouse)
     os.replace(staged, path)
