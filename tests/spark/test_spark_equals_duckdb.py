@@ -35,6 +35,7 @@ WINDOW = {"min_date": DAY.isoformat(), "max_date": (DAY + timedelta(days=1)).iso
 MARTS = (
     "fct_billing_line_items",
     "fct_inference_costs_hourly",
+    "fct_inference_costs_daily",
     "cost_per_token_daily",
     "feature_costs_daily",
     "customer_costs_daily",

@@ -370,3 +370,21 @@ def test_hourly_lines_carry_idle_energy_and_failures(built) -> None:
         ).iter_rows()
     )
     assert scope == {"gpu_compute": 5, "shared_platform": 1, "other_service": 1, "not_usage": 1}
+
+
+def test_daily_facts_add_up_to_the_hourly_ones_and_the_bill(built) -> None:
+    # The bill's allocated, idle and shared cost (150.50 + 53.50 + 153.00, the
+    # reconciliation above) and gpt-4o's list-priced 0.10, which no bill reconciles.
+    daily = built.query(
+        "select count(*) as n, sum(total_cost) as cost, sum(gpu_idle_cost) as idle, sum(requests) as requests "
+        "from fct_inference_costs_daily"
+    ).to_dicts()[0]
+    hourly = built.query(
+        "select sum(total_cost) as cost, sum(gpu_idle_cost) as idle, sum(requests) as requests, "
+        "count(distinct (usage_date, provider, model, deployment, customer_id, feature, line_type)) as n "
+        "from fct_inference_costs_hourly"
+    ).to_dicts()[0]
+    assert cents(daily["cost"]) == Decimal("357.10")
+    assert cents(daily["idle"]) == Decimal("53.50")
+    assert (daily["cost"], daily["idle"], daily["requests"], daily["n"]) == (
+        hourly["cost"], hourly["idle"], hourly["requests"], hourly["n"])
