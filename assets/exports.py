@@ -360,7 +360,15 @@ def refresh_snapshot(
                 rows[mart], written = _refresh_mart(con, mart, window)
                 # Logged: the days this run found changed, not the ones this file only
                 # caught up on (the runs that changed those logged them already).
-                changed = None if written is None else set(days or ()) | (written - (missed or set()))
+                if written is None and window is None and days is not None:
+                    # Copied whole only to catch this file up (a mart new to it, or one a
+                    # run it missed copied whole): this run changed its window and no more.
+                    # Logging the copy instead would make the other file copy it whole in
+                    # turn, and so on at every run: a mart added by a release would be
+                    # copied whole every day from then on.
+                    changed = set(days)
+                else:
+                    changed = None if written is None else set(days or ()) | (written - (missed or set()))
                 refreshed[mart] = None if changed is None else sorted(d.isoformat() for d in changed)
                 _comment(con, mart, docs.get(mart))
             con.execute("detach warehouse")

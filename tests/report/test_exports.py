@@ -362,3 +362,32 @@ def test_bi_readers_keep_marts_duckdb_open_while_a_run_writes_the_warehouse(buil
                for e in checks}
     assert results[EXPORT_CHECK] is True
     assert os.path.exists(built_bi.marts_duckdb)
+
+
+def test_a_mart_new_to_marts_duckdb_is_copied_whole_into_each_file_once(tmp_path: Path) -> None:
+    warehouse, lake = tmp_path / "w.duckdb", tmp_path / "lake"
+    log_path = tmp_path / ".marts.duckdb.refreshes.json"
+    _hand_warehouse(warehouse, [("2026-10-01", "1")])
+    publish_exports(warehouse, lake, ["costs"])  # file A, without `usage`
+    with duckdb.connect(str(warehouse)) as con:  # a release adds the mart `usage`
+        con.execute("create table usage (usage_date date, tokens bigint)")
+        con.execute("insert into usage values ('2026-10-01', 100), ('2026-10-02', 200)")
+    # Neither file has it yet: the run of the 2nd copies it whole into file B, the run of
+    # the 3rd whole into A. Each logs only its own day, not a whole copy.
+    publish_exports(warehouse, lake, ["costs", "usage"], days=[date(2026, 10, 2)])
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("insert into usage values ('2026-10-03', 300)")
+    publish_exports(warehouse, lake, ["costs", "usage"], days=[date(2026, 10, 3)])
+    assert [entry["days"].get("usage") for entry in json.loads(log_path.read_text())] == [
+        None, ["2026-10-02"], ["2026-10-03"]]
+    # The run of the 4th brings B level by days: the 3rd (the run B missed) and the 4th. The
+    # 1st, restated outside every window with its row count unchanged, keeps B's copy: a
+    # whole copy (every run's, before this was fixed) would have taken 111.
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("update usage set tokens = 111 where usage_date = '2026-10-01'")
+        con.execute("insert into usage values ('2026-10-04', 400)")
+    fourth = publish_exports(warehouse, lake, ["costs", "usage"], days=[date(2026, 10, 4)])
+    assert fourth.mismatches == []
+    assert _snapshot_rows(fourth.snapshot, "select usage_date, tokens from usage order by 1") == [
+        ("2026-10-01", "100"), ("2026-10-02", "200"), ("2026-10-03", "300"), ("2026-10-04", "400")]
+    assert json.loads(log_path.read_text())[-1]["days"]["usage"] == ["2026-10-04"]
