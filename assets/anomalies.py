@@ -1,6 +1,6 @@
 """The `cost_anomalies` table: cost spikes, drifts and new spenders, with their incidents.
 
-Daily series come from the marts (`fct_inference_costs_hourly`, `cost_per_token_daily`);
+Daily series come from the marts (`fct_inference_costs_daily`, `cost_per_token_daily`);
 hourly series from the gateway requests in the lake, priced at the rates the marts already
 know (each deployment's busy cost per token of the latest earlier day), so a runaway
 customer is seen within the hour instead of when the bill lands a day or two later.
@@ -11,7 +11,7 @@ its window's days, and reruns give the same rows and dedup keys.
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import polars as pl
 from assets import anomaly_detection as ad
 from assets.partitions import DAILY
 from assets.resources import StorageResource
-from assets.warehouse import WAREHOUSE_POOL, table_exists
+from assets.warehouse import WAREHOUSE_POOL
 from connectors.planned_events import KEY as PLANNED_EVENTS_KEY
 from connectors.planned_events import read_planned_events
 
@@ -64,65 +64,101 @@ def _days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days)]
 
 
-def daily_inputs(con: duckdb.DuckDBPyConnection, start: date, end: date) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Observations (cost per dimension, busy unit cost per model) and leaf cells, [start, end)."""
-    leaves = con.sql(
-        """
-        select usage_date as period, provider, model, deployment, customer_id as customer, feature,
-               cast(sum(total_cost) as double) as value
-        from fct_inference_costs_hourly
-        where usage_date >= ? and usage_date < ? and total_cost is not null
-        group by all
-        """,
-        params=[start, end],
-    ).pl()
+def _series_sql(source: str, period: str, dimensions: dict[str, str], value: str) -> str:
+    """One query for the total and one series per key of each dimension (ad.series_from_leaves
+    in SQL, with grouping sets): `dimensions` maps each dimension to its column in `source`."""
+    sets = ", ".join([f"({period})", *(f"({period}, {col})" for col in dimensions.values())])
+    dimension = "case " + " ".join(f"when grouping({col}) = 0 then '{dim}'" for dim, col in dimensions.items()) + " else 'total' end"
+    key = "case " + " ".join(f"when grouping({col}) = 0 then {col}" for col in dimensions.values()) + f" else '{ad.TOTAL_KEY}' end"
+    return f"""
+        select period, dimension, key, actual from (
+            select {period} as period, {dimension} as dimension, {key} as key,
+                   cast(sum({value}) as double) as actual
+            from {source}
+            group by grouping sets ({sets})
+        ) series
+        where key is not null and (dimension = 'total' or key <> '{ad.NOT_A_KEY}')
+    """
+
+
+def _as_observations(series: pl.DataFrame, metric: str) -> pl.DataFrame:
+    return series.select(
+        "period", metric=pl.lit(metric), dimension="dimension", key="key", actual="actual",
+        volume=pl.lit(None, pl.Float64),
+    )
+
+
+DAILY_LEAF_COLUMNS = {"provider": "provider", "model": "model", "deployment": "deployment",
+                      "customer": "customer_id", "feature": "feature"}
+
+
+def daily_inputs(con: duckdb.DuckDBPyConnection, start: date, end: date
+                 ) -> tuple[pl.DataFrame, Callable[[], pl.DataFrame]]:
+    """Observations (cost per dimension, busy unit cost per model) over [start, end), and a
+    function returning the leaf cells (read only when a root-cause walk needs them).
+
+    Both come from `fct_inference_costs_daily`, which the warehouse keeps per day: reading
+    84 days of the hourly fact (24 times the rows) on every run made a day's cost grow
+    with its history.
+    """
+    costs = "(select * from fct_inference_costs_daily where usage_date >= $start and usage_date < $end and total_cost is not null) costs"
+    bounds = {"start": start, "end": end}
+    cost = con.sql(_series_sql(costs, "usage_date", DAILY_LEAF_COLUMNS, "total_cost"), params=bounds).pl()
     unit = con.sql(
         """
         select usage_date as period, 'unit_cost' as metric, 'model' as dimension, model as key,
                cast(sum(busy_cost) as double) * 1e6 / sum(total_tokens) as actual,
                cast(sum(total_tokens) as double) as volume
         from cost_per_token_daily
-        where usage_date >= ? and usage_date < ? and busy_cost is not null
+        where usage_date >= $start and usage_date < $end and busy_cost is not null
         group by all
         having sum(total_tokens) > 0
         """,
-        params=[start, end],
+        params=bounds,
     ).pl()
-    observations = pl.concat([ad.series_from_leaves(leaves), unit], how="vertical_relaxed")
+    observations = pl.concat([_as_observations(cost, ad.COST), unit], how="vertical_relaxed")
+    leaf_columns = ", ".join(f"{col} as {dim}" for dim, col in DAILY_LEAF_COLUMNS.items())
+
+    def leaves() -> pl.DataFrame:
+        return con.sql(
+            f"select usage_date as period, {leaf_columns}, cast(sum(total_cost) as double) as value "
+            f"from {costs} group by all", params=bounds).pl()
+
     return observations, leaves
 
 
 HOURLY_TOKENS_TABLE = "anomaly_hourly_tokens"
+_IN_MEMORY_TOKENS = "anomaly_hourly_tokens_in_memory"
 
 
 def hourly_tokens(con: duckdb.DuckDBPyConnection, lake: Path, start: date, end: date, *,
-                  recompute_from: date | None = None, keep: bool = False) -> pl.DataFrame:
-    """Successful tokens per hour and leaf over [start, end), from the gateway requests.
+                  recompute_from: date | None = None, keep: bool = False) -> str:
+    """Successful tokens per hour and leaf over [start, end), from the gateway requests, as a
+    SQL source on `con` with the parameters $start and $end.
 
     With `keep`, each day's sums are stored in HOURLY_TOKENS_TABLE, and days before
     `recompute_from` are read back from it instead of from the lake: the hourly baseline
     looks back 35 days, and summing 35 days of a 10-million-request day from the lake on
     every run would make a day's cost grow with its history. Days from `recompute_from` on
     (the run's window) are always summed again, so a rerun for late data replaces them.
+    Without `keep`, every day is summed from the lake into a view registered on `con`.
     """
     days = _days(start, end)
-    # Without kept sums every day is summed; with them, the window and days not kept yet.
-    fresh = {d for d in days if not keep or recompute_from is None or d >= recompute_from}
-    kept = pl.DataFrame(schema=_HOURLY_TOKENS_SCHEMA)
-    if keep and table_exists(con, HOURLY_TOKENS_TABLE):
-        kept = con.sql(
-            f"select * from {HOURLY_TOKENS_TABLE} where usage_date >= ? and usage_date < ?",
-            params=[start, end]).pl().cast(_HOURLY_TOKENS_SCHEMA)
-        kept = kept.filter(~pl.col("usage_date").is_in(sorted(fresh)))
-    fresh |= set(days) - set(kept["usage_date"].unique().to_list())  # days not kept yet
-    summed = _sum_hourly_tokens(lake, sorted(fresh))
-    if keep and fresh:
-        con.execute(f"create table if not exists {HOURLY_TOKENS_TABLE} (period timestamptz, "
-                    "provider varchar, deployment varchar, customer varchar, feature varchar, "
-                    "tokens double, usage_date date)")
+    if not keep:
+        con.register(_IN_MEMORY_TOKENS, _sum_hourly_tokens(lake, days).to_arrow())
+        return f"(select * from {_IN_MEMORY_TOKENS} where usage_date >= $start and usage_date < $end)"
+    con.execute(f"create table if not exists {HOURLY_TOKENS_TABLE} (period timestamptz, "
+                "provider varchar, deployment varchar, customer varchar, feature varchar, "
+                "tokens double, usage_date date)")
+    kept = {row[0] for row in con.execute(
+        f"select distinct usage_date from {HOURLY_TOKENS_TABLE} where usage_date >= ? and usage_date < ?",
+        [start, end]).fetchall()}
+    # The window, and days not kept yet, are summed from the lake; the rest is read back.
+    fresh = sorted(d for d in days if d not in kept or recompute_from is None or d >= recompute_from)
+    if fresh:
         _replace_rows(con, HOURLY_TOKENS_TABLE, "usage_date in (select unnest(?::date[]))",
-                      [sorted(fresh)], summed)
-    return pl.concat([kept, summed], how="vertical_relaxed")
+                      [fresh], _sum_hourly_tokens(lake, fresh))
+    return f"(select * from {HOURLY_TOKENS_TABLE} where usage_date >= $start and usage_date < $end)"
 
 
 _HOURLY_TOKENS_SCHEMA = {"period": pl.Datetime("us", "UTC"), "provider": pl.String,
@@ -153,42 +189,62 @@ def _sum_hourly_tokens(lake: Path, days: list[date]) -> pl.DataFrame:
     )
 
 
+def _utc(column: str) -> pl.Expr:
+    """A timestamptz column as DuckDB hands it over (in the session's zone), in UTC."""
+    return pl.col(column).dt.convert_time_zone("UTC")
+
+
 def hourly_inputs(
     con: duckdb.DuckDBPyConnection, lake: Path, start: date, end: date, *,
     recompute_from: date | None = None, keep: bool = False,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Hourly spend per leaf from the gateway requests in the lake, priced at known rates.
+) -> tuple[pl.DataFrame, Callable[[], pl.DataFrame]]:
+    """Hourly spend per dimension from the gateway requests in the lake, priced at known
+    rates, and a function returning the leaf cells (for root-cause walks).
 
     The rate of a deployment on day d is its busy cost per token on the latest day before
     d in `cost_per_token_daily` (the first known day's rate before any exists). Token sums
-    come from `hourly_tokens` (`recompute_from`, `keep`: see there).
+    come from `hourly_tokens` (`recompute_from`, `keep`: see there). Each leaf's spend is
+    summed as a decimal, so a rerun adds the same figures whatever order the sum takes.
     """
-    empty = pl.DataFrame(schema={"period": pl.Datetime("us", "UTC"), **{d: pl.String for d in HOURLY_DIMENSIONS}, "value": pl.Float64})
     tokens = hourly_tokens(con, lake, start, end, recompute_from=recompute_from, keep=keep)
-    if not tokens.height:
-        return ad.series_from_leaves(empty, metric=ad.ESTIMATED_COST, dimensions=HOURLY_DIMENSIONS), empty
-    rates = con.sql(
-        """
-        select usage_date, deployment,
-               cast(sum(busy_cost) as double) * 1e6 / sum(total_tokens) as usd_per_mtok
-        from cost_per_token_daily
-        where usage_date < ? and busy_cost is not null
-        group by all
-        having sum(total_tokens) > 0
-        """,
-        params=[end],
-    ).pl()
-    known = rates.with_columns(usage_date=pl.col("usage_date") + timedelta(days=1)).sort("usage_date")
-    first = rates.sort("usage_date").group_by("deployment").agg(pl.col("usd_per_mtok").first().alias("first_rate"))
-    leaves = (
-        tokens.sort("usage_date")
-        .join_asof(known, on="usage_date", by="deployment", strategy="backward", check_sortedness=False)
-        .join(first, on="deployment", how="left")
-        .with_columns(value=pl.col("tokens") * pl.coalesce("usd_per_mtok", "first_rate") / 1e6)
-        .filter(pl.col("value").is_not_null())
-        .select("period", *HOURLY_DIMENSIONS, "value")
-    )
-    return ad.series_from_leaves(leaves, metric=ad.ESTIMATED_COST, dimensions=HOURLY_DIMENSIONS), leaves
+    priced = f"""
+        with tokens as (select * from {tokens}),
+        rates as (
+            select usage_date, deployment,
+                   cast(sum(busy_cost) as double) * 1e6 / sum(total_tokens) as usd_per_mtok
+            from cost_per_token_daily
+            where usage_date < $end and busy_cost is not null
+            group by all
+            having sum(total_tokens) > 0
+        ),
+        first_rates as (
+            select deployment, arg_min(usd_per_mtok, usage_date) as first_rate from rates group by deployment
+        ),
+        -- One rate per day and deployment first: an as-of join of every token row costs more.
+        day_rates as (
+            select d.usage_date, d.deployment, coalesce(r.usd_per_mtok, f.first_rate) as usd_per_mtok
+            from (select distinct usage_date, deployment from tokens) d
+            asof left join rates r on d.deployment = r.deployment and d.usage_date > r.usage_date
+            left join first_rates f on d.deployment = f.deployment
+        ),
+        leaves as (
+            select t.period, t.provider, t.deployment, t.customer, t.feature,
+                   cast(t.tokens * r.usd_per_mtok / 1e6 as decimal(38, 12)) as value
+            from tokens t
+            join day_rates r on t.usage_date = r.usage_date and t.deployment = r.deployment
+            where r.usd_per_mtok is not null
+        )
+    """
+    bounds = {"start": start, "end": end}
+    series = con.sql(priced + _series_sql("leaves", "period", {d: d for d in HOURLY_DIMENSIONS}, "value"),
+                     params=bounds).pl()
+    observations = _as_observations(series, ad.ESTIMATED_COST).with_columns(_utc("period"))
+
+    def leaves() -> pl.DataFrame:
+        return con.sql(priced + f"select period, {', '.join(HOURLY_DIMENSIONS)}, cast(value as double) as value "
+                       "from leaves", params=bounds).pl().with_columns(_utc("period"))
+
+    return observations, leaves
 
 
 def detect_window(
@@ -295,7 +351,7 @@ def check_result(alerts: pl.DataFrame) -> dg.AssetCheckResult:
     group_name="anomalies",
     kinds={"duckdb", "polars"},
     pool=WAREHOUSE_POOL,
-    deps=["fct_inference_costs_hourly", "cost_per_token_daily", "gateway_requests"],
+    deps=["fct_inference_costs_daily", "cost_per_token_daily", "gateway_requests"],
     check_specs=[
         dg.AssetCheckSpec(
             "no_unexplained_cost_anomaly", asset="cost_anomalies",

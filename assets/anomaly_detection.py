@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -46,7 +46,7 @@ COST = "cost"
 UNIT_COST = "unit_cost"  # USD per 1M tokens; its dollar impact is the change x tokens
 ESTIMATED_COST = "estimated_cost"  # hourly spend from gateway logs priced at known rates
 
-# Dimensions of the leaf cells (fct_inference_costs_hourly), coarse to fine. The customer
+# Dimensions of the leaf cells (fct_inference_costs_daily), coarse to fine. The customer
 # comes last: when a customer and a feature explain each other, the customer is the
 # actionable name (rate-limit it, call it), so its alert is the one that pages.
 LEAF_DIMENSIONS = ("provider", "model", "deployment", "feature", "customer")
@@ -206,6 +206,14 @@ def _lag_points(history: np.ndarray, usable: np.ndarray, t: int, step: int, coun
     return np.where(usable[:, lags], history[:, lags], np.nan)
 
 
+def _state_lags(st: _State, t: int, step: int, count: int) -> np.ndarray:
+    """_lag_points of the state's history, kept out where flagged."""
+    lags = t - step * np.arange(1, count + 1)
+    lags = lags[lags >= 0]
+    points = st.history[:, lags]
+    return np.where(st.flagged[:, lags], np.nan, points)
+
+
 def baseline(
     history: np.ndarray, usable: np.ndarray, t: int, s: DetectorSettings
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -216,6 +224,11 @@ def baseline(
     """
     seasonal = _lag_points(history, usable, t, s.season, s.season_count)
     fallback = _lag_points(history, usable, t, s.fallback_step, s.fallback_count)
+    return _baseline_of(seasonal, fallback, s)
+
+
+def _baseline_of(seasonal: np.ndarray, fallback: np.ndarray, s: DetectorSettings
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n_seasonal = np.count_nonzero(~np.isnan(seasonal), axis=1)
     use_seasonal = n_seasonal >= s.min_season_points
     points = [seasonal, fallback]
@@ -357,6 +370,23 @@ class _Leaves:
         return self.dimensions.index(dimension) if dimension in self.dimensions else -1
 
 
+class _LeafSource:
+    """The leaf cells, built the first time a root-cause walk asks for them."""
+
+    def __init__(self, leaves: pl.DataFrame | Callable[[], pl.DataFrame] | None,
+                 periods: list[datetime], dims: tuple[str, ...]) -> None:
+        self._leaves, self._periods, self._dims = leaves, periods, dims
+        self._built: _Leaves | None = None
+        self.loaded = False
+
+    def get(self) -> _Leaves | None:
+        if not self.loaded:
+            leaves = self._leaves() if callable(self._leaves) else self._leaves
+            self._built = _Leaves.build(leaves, self._periods, self._dims)
+            self.loaded = True
+        return self._built
+
+
 def _severity(
     metric: str, rule: str, direction: int, impact: float, pct: float | None, explained: bool,
     s: DetectorSettings,
@@ -387,7 +417,7 @@ def detect(
     *,
     settings: DetectorSettings = DAILY_SETTINGS,
     grain: str = "day",
-    leaves: pl.DataFrame | None = None,
+    leaves: pl.DataFrame | Callable[[], pl.DataFrame] | None = None,
     leaf_dimensions: tuple[str, ...] = LEAF_DIMENSIONS,
     planned: Sequence[PlannedEvent] = (),
 ) -> pl.DataFrame:
@@ -395,13 +425,14 @@ def detect(
 
     `observations`: period, metric, dimension, key, actual, volume (tokens; unit cost only).
     `leaves`: period, the `leaf_dimensions` columns and value, for the root-cause walk of
-    cost series. Returns rows in ALERT_SCHEMA: one per alerting series and period, plus one
+    cost series; or a function returning them, called only when a walk needs them (most
+    runs fire no new cost alert, and the leaves are the largest input). Returns rows in ALERT_SCHEMA: one per alerting series and period, plus one
     `resolved` row when an incident ends.
     """
     s = settings
     ps = [_as_datetime(p) for p in periods]
     mx = _to_matrix(observations, ps)
-    lv = _Leaves.build(leaves, ps, leaf_dimensions)
+    lv = _LeafSource(leaves, ps, leaf_dimensions)
     ids = mx.ids.rows(named=True)
     state = _State.start(mx, ids)
     out: list[dict] = []
@@ -469,8 +500,10 @@ class _Period:
 
 def _judge(st: _State, mx: _Matrix, t: int, s: DetectorSettings) -> _Period:
     """Baseline, scale, score and the three rules for period `t`, vectorized over series."""
-    usable = ~st.flagged[:, :t] & ~np.isnan(st.history[:, :t])
-    expected, mad, n = baseline(st.history[:, :t], usable, t, s)
+    # `baseline` over the lagged columns alone: judging every period must not touch the
+    # whole history before it each time (quadratic in the lookback: 35 days of hours).
+    expected, mad, n = _baseline_of(_state_lags(st, t, s.season, s.season_count),
+                                    _state_lags(st, t, s.fallback_step, s.fallback_count), s)
     x = mx.actual[:, t]
     exists = ~np.isnan(x)
     scale = np.maximum(1.4826 * np.nan_to_num(mad), s.scale_floor_pct * np.abs(np.nan_to_num(expected)))
@@ -556,7 +589,7 @@ def _id_args(series: dict) -> dict:
 
 
 def _explain(
-    fired: dict[int, dict], ids: list[dict], mx: _Matrix, lv: _Leaves | None, t: int,
+    fired: dict[int, dict], ids: list[dict], mx: _Matrix, source: _LeafSource, t: int,
     s: DetectorSettings, planned: Sequence[PlannedEvent], ps: list[datetime],
 ) -> None:
     """Root causes of each new alert, and which alert of the same period explains it."""
@@ -576,6 +609,7 @@ def _explain(
             if cost is not None and fired[cost]["direction"] == row["direction"]:
                 row["explain_to"] = cost
             continue
+        lv = source.get()
         if lv is None:
             continue
         path = lv.walk(sid["dimension"], sid["key"], float(row["impact"]), t, s)
