@@ -414,8 +414,12 @@ def _cpu(run: dict, stage: str) -> str:
     return "" if cpu is None else f"{cpu:.1f} ({cpu / wall:.2f})"
 
 
+def _totals(runs: list[dict]) -> str:
+    return ", ".join(f"{r['total_s']:.1f}" for r in runs)
+
+
 def report(scale: float, generated: dict, gen_s: float, day1: dict, bound: dict,
-           history: dict[int, dict]) -> str:
+           history: dict[int, list[dict]], day1_runs: list[dict] | None = None) -> str:
     ratio = day1["total_s"] / bound["raw_s"]
     peak = max(day1["ingest_peak_mb"], day1["warehouse_peak_mb"])
     lines = [
@@ -450,12 +454,29 @@ def report(scale: float, generated: dict, gen_s: float, day1: dict, bound: dict,
          f"peak target <= {TARGETS['peak_mb']:,.0f} MB: {'met' if peak <= TARGETS['peak_mb'] else 'missed'}."),
     ]
     if history:
-        lines += ["", "| history (days) | day N+1 end to end s | ingestion s | warehouse s | vs day 1 |",
-                  "| --- | --- | --- | --- | --- |"]
-        for days, run in history.items():
-            growth = run["total_s"] / day1["total_s"] - 1
-            lines.append(f"| {days} | {run['total_s']:.1f} | {run['ingest_s']:.1f} | "
-                         f"{run['warehouse_s']:.1f} | {growth:+.0%} |")
+        # The host's noise (+-10 % between two runs of the same day) is the size of the
+        # target, so each side is run `samples` times and the fastest runs are compared.
+        firsts = day1_runs or [day1]
+        best1 = min(firsts, key=lambda r: r["total_s"])
+        day1_row = (f"| 0 (day 1) | {_totals(firsts)} | {best1['total_s']:.1f} | {best1['ingest_s']:.1f} | "
+                    f"{best1['warehouse_s']:.1f} | {best1['steps'].get('cost_anomalies', 0):g} | "
+                    f"{best1['steps'].get('marts_export', 0):g} | |")
+        lines += ["", (f"Day 1 runs (new lake and warehouse each): {_totals(firsts)} s; "
+                       f"fastest {best1['total_s']:.1f} s."), "",
+                  ("| history (days) | day N+1 runs s | fastest s | ingestion s | warehouse s | anomalies s "
+                   "| export s | vs day 1 |"),
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |", day1_row]
+        for days, runs in history.items():
+            best = min(runs, key=lambda r: r["total_s"])
+            growth = best["total_s"] / best1["total_s"] - 1
+            lines.append(f"| {days} | {_totals(runs)} | {best['total_s']:.1f} | "
+                         f"{best['ingest_s']:.1f} | {best['warehouse_s']:.1f} | "
+                         f"{best['steps'].get('cost_anomalies', 0):g} | {best['steps'].get('marts_export', 0):g} | "
+                         f"{growth:+.0%} |")
+        worst = max(min(r["total_s"] for r in runs) for runs in history.values()) / best1["total_s"] - 1
+        verdict = "met" if worst <= TARGETS["history_growth"] else "missed"
+        lines += ["", (f"Day N+1 within {TARGETS['history_growth']:.0%} of day 1 (fastest runs): "
+                       f"{verdict} (at most {worst:+.1%}).")]
     return "\n".join(lines) + "\n"
 
 
@@ -463,6 +484,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of a production day")
     parser.add_argument("--history", default="1,30,90", help="days of history before day N+1; '' for none")
+    parser.add_argument("--samples", type=int, default=0,
+                        help="runs of day 1 and of each day N+1, the fastest compared "
+                        "(default 2 with --history, else 1)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--results", type=Path, help="append the report to this markdown file")
@@ -480,18 +504,31 @@ def main() -> None:
         generated = generate_landing(work / "landing", args.scale, args.workers)
         gen_s = time.perf_counter() - started
         print(f"generated in {gen_s:.1f} s: {generated}", flush=True)
+        history_days = [int(d) for d in args.history.split(",") if d]
+        samples = args.samples or (2 if history_days else 1)
         day1 = _child("pipeline", work)
         print(f"day 1: {day1}", flush=True)
+        day1_runs = [day1]
+        for k in range(1, samples):
+            # Day 1 again from the start: the same landing, a new lake and a new warehouse.
+            again = work / f"day1-{k + 1}"
+            again.mkdir()
+            (again / "landing").symlink_to(work / "landing")
+            day1_runs.append(_child("pipeline", again))
+            print(f"day 1, run {k + 1}: {day1_runs[-1]}", flush=True)
+            shutil.rmtree(again, ignore_errors=True)
         bound = _child("lower_bound", work)
         print(f"lower bound: {bound}", flush=True)
-        history: dict[int, dict] = {}
-        for days in [int(d) for d in args.history.split(",") if d]:
+        history: dict[int, list[dict]] = {}
+        for days in history_days:
             # History grows in place: the day's partitions are copied 1..days back.
             make_history(work, days)
             build_history_marts(work, days)
-            history[days] = _child("pipeline", work)
-            print(f"after {days} days of history: {history[days]}", flush=True)
-        text = report(args.scale, generated, gen_s, day1, bound, history)
+            history[days] = []
+            for k in range(samples):
+                history[days].append(_child("pipeline", work))
+                print(f"after {days} days of history, run {k + 1}: {history[days][-1]}", flush=True)
+        text = report(args.scale, generated, gen_s, day1, bound, history, day1_runs)
         print(text)
         if args.results:
             with args.results.open("a") as out:
