@@ -280,6 +280,31 @@ def _to_matrix(observations: pl.DataFrame, periods: list[datetime]) -> _Matrix:
     return _Matrix(ids.drop("row"), periods, actual, volume)
 
 
+def _first_seen(actual: np.ndarray) -> np.ndarray:
+    return np.argmax(~np.isnan(actual), axis=1)
+
+
+def _that_can_alert(mx: _Matrix, s: DetectorSettings) -> _Matrix:
+    """The series that can fire at all, with each model's cost (unit-cost causes read it).
+
+    A cost series (daily, or hourly estimated) alerts only on a dollar impact of at least `min_impact_usd` (a spike or a
+    drift: actual minus a baseline made of its own earlier values; a new series: its
+    value). Both stay within the span of its values and zero, so a series whose span is
+    smaller never alerts, and it touches no other series: judging it is wasted work, most
+    of an hourly run's (the many small customers of 35 days of hours).
+    """
+    ids = mx.ids
+    values = np.nan_to_num(mx.actual)  # a period without the series is zero here
+    span = values.max(axis=1, initial=0.0) - values.min(axis=1, initial=0.0)
+    metric = ids.get_column("metric")
+    keep = ((span >= s.min_impact_usd) | (metric == UNIT_COST).to_numpy()
+            | ((metric == COST) & (ids.get_column("dimension") == "model")).to_numpy())
+    if keep.all():
+        return mx
+    rows = np.flatnonzero(keep)
+    return _Matrix(ids[rows], mx.periods, mx.actual[rows], mx.volume[rows])
+
+
 @dataclass
 class _Leaves:
     """Leaf cells as one matrix per period index, for the root-cause walk."""
@@ -426,15 +451,18 @@ def detect(
     `observations`: period, metric, dimension, key, actual, volume (tokens; unit cost only).
     `leaves`: period, the `leaf_dimensions` columns and value, for the root-cause walk of
     cost series; or a function returning them, called only when a walk needs them (most
-    runs fire no new cost alert, and the leaves are the largest input). Returns rows in ALERT_SCHEMA: one per alerting series and period, plus one
-    `resolved` row when an incident ends.
+    runs fire no new cost alert, and the leaves are the largest input). Returns rows in
+    ALERT_SCHEMA: one per alerting series and period, plus one `resolved` row when an
+    incident ends.
     """
     s = settings
     ps = [_as_datetime(p) for p in periods]
     mx = _to_matrix(observations, ps)
+    data_start = _first_seen(mx.actual)
+    mx = _that_can_alert(mx, s)
     lv = _LeafSource(leaves, ps, leaf_dimensions)
     ids = mx.ids.rows(named=True)
-    state = _State.start(mx, ids)
+    state = _State.start(mx, ids, data_start=int(data_start.min()) if len(data_start) else 0)
     out: list[dict] = []
     for t in range(len(ps)):
         p = _judge(state, mx, t, s)
@@ -472,12 +500,14 @@ class _State:
     incidents: dict[int, _Incident]
 
     @classmethod
-    def start(cls, mx: _Matrix, ids: list[dict]) -> _State:
+    def start(cls, mx: _Matrix, ids: list[dict], data_start: int | None = None) -> _State:
         n = mx.actual.shape[0]
-        first_seen = np.argmax(~np.isnan(mx.actual), axis=1)
+        first_seen = _first_seen(mx.actual)
+        if data_start is None:
+            data_start = int(first_seen.min()) if n else 0
         return cls(
             history=mx.actual.copy(), flagged=np.zeros(mx.actual.shape, dtype=bool),
-            first_seen=first_seen, data_start=int(first_seen.min()) if n else 0,
+            first_seen=first_seen, data_start=data_start,
             unit=np.array([r["metric"] == UNIT_COST for r in ids], dtype=bool),
             cusum_hi=np.zeros(n), cusum_lo=np.zeros(n), incidents={},
         )
