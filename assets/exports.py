@@ -201,10 +201,85 @@ def _day_file(mart_dir: Path, day: date) -> Path:
     return mart_dir / f"month={day:%Y-%m}" / f"part-{day.isoformat()}.parquet"
 
 
-def _published_days(con: duckdb.DuckDBPyConnection, mart_dir: Path) -> tuple[dict[date, int], list[Path]]:
-    """Rows per day of a dated mart's published files (from the Parquet footers), and the
-    files that are not one day's (an older layout, or a stray): those are replaced."""
-    counts: dict[date, int] = {}
+Columns = tuple[tuple[str, str], ...]
+
+
+class _Footers:
+    """Rows and columns (names, and the types DuckDB reads) of published Parquet files,
+    each footer read once.
+
+    Every run compares every published day with the warehouse (row counts, columns), and
+    reading a thousand footers for that (90 days of 11 marts) made the export's cost grow
+    with history. What was read is kept in `path` between runs, under the file's size and
+    modification time: a file that changed since (rewritten by a run, or by anyone) is
+    read again (a file is replaced by a rename, so its inode changes too). It is only a
+    cache: without it, or when it is unreadable, every footer is read.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._kept: dict[str, tuple[list, Columns]] = {}  # path -> ([inode, size, mtime, rows], columns)
+        self._seen: dict[str, tuple[list, Columns]] = {}
+        try:
+            stored = json.loads(path.read_text()) if path else {}
+            schemas = [tuple(tuple(c) for c in columns) for columns in stored.get("schemas", [])]
+            self._kept = {name: (entry[:4], schemas[entry[4]]) for name, entry in stored.get("files", {}).items()}
+        except (OSError, ValueError, TypeError, IndexError, KeyError):
+            self._kept = {}
+
+    def facts(self, con: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> dict[str, tuple[int, Columns]]:
+        """Rows and columns of each file, by its path as given."""
+        out: dict[str, tuple[int, Columns]] = {}
+        todo: dict[str, list] = {}
+        for f in files:
+            st = f.stat()
+            stamp = [st.st_ino, st.st_size, st.st_mtime_ns]
+            kept = self._kept.get(str(f))
+            if kept is not None and kept[0][:3] == stamp:
+                out[str(f)] = (kept[0][3], kept[1])
+                self._seen[str(f)] = kept
+            else:
+                todo[str(f)] = stamp
+        if todo:
+            names = list(todo)
+            rows = dict(con.execute("select file_name, num_rows from parquet_file_metadata(?)", [names]).fetchall())
+            columns: dict[str, list[tuple[str, str]]] = {}
+            for file_name, name, duckdb_type in con.execute(
+                "select file_name, name, duckdb_type from parquet_schema(?)", [names]
+            ).fetchall():
+                columns.setdefault(file_name, []).append((name, duckdb_type))
+            for name in names:
+                facts = (int(rows[name]), tuple(columns.get(name, ())))
+                out[name] = facts
+                self._seen[name] = ([*todo[name], facts[0]], facts[1])
+        return out
+
+    def save(self) -> None:
+        """Keep what this run looked up (the files that exist now)."""
+        if self.path is None:
+            return
+        schemas: dict[Columns, int] = {}
+        files = {}
+        for name, (entry, columns) in self._seen.items():
+            files[name] = [*entry, schemas.setdefault(columns, len(schemas))]
+        tmp = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            tmp.write_text(json.dumps({"schemas": [list(map(list, c)) for c in schemas], "files": files}))
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+
+def _footers_path(out_dir: Path) -> Path:
+    # Beside the published tree, not in it: a mirror or a reader's glob never sees it.
+    return out_dir.parent / f".{out_dir.name}-footers.json"
+
+
+def _published_days(con: duckdb.DuckDBPyConnection, mart_dir: Path, footers: _Footers
+                    ) -> tuple[dict[date, int], dict[date, Columns], list[Path]]:
+    """Rows and columns per day of a dated mart's published files (from the Parquet
+    footers), and the files that are not one day's (an older layout, or a stray): those
+    are replaced."""
     others: list[Path] = []
     files = sorted(mart_dir.glob("month=*/*.parquet")) if mart_dir.exists() else []
     day_files = []
@@ -214,16 +289,14 @@ def _published_days(con: duckdb.DuckDBPyConnection, mart_dir: Path) -> tuple[dic
             day_files.append((date.fromisoformat(match.group(1)), f))
         else:
             others.append(f)
-    if day_files:
-        rows = dict(con.execute(
-            "select file_name, num_rows from parquet_file_metadata(?)", [[str(f) for _, f in day_files]]
-        ).fetchall())
-        counts = {d: rows[str(f)] for d, f in day_files}
-    return counts, others
+    facts = footers.facts(con, [f for _, f in day_files])
+    counts = {d: facts[str(f)][0] for d, f in day_files}
+    columns = {d: facts[str(f)][1] for d, f in day_files}
+    return counts, columns, others
 
 
-def _days_in_other_columns(con: duckdb.DuckDBPyConnection, mart: str, mart_dir: Path,
-                           published: Mapping[date, int], staging: Path) -> list[date]:
+def _days_in_other_columns(con: duckdb.DuckDBPyConnection, mart: str, published: Mapping[date, Columns],
+                           staging: Path) -> list[date]:
     """The published days whose file's columns differ from those of a file the same writer
     makes from the mart now: names, and the types DuckDB reads (not whether a column is
     REQUIRED, which DuckDB decides from the rows a file holds)."""
@@ -231,18 +304,14 @@ def _days_in_other_columns(con: duckdb.DuckDBPyConnection, mart: str, mart_dir: 
         return []
     probe = staging / f"{mart}-columns.parquet"
     _copy_rows(con, f"select * from {_ident(mart)} limit 0", probe)
-    files = {str(_day_file(mart_dir, d)): d for d in published}
-    schemas: dict[str, list[tuple]] = {}
-    for file_name, *column in con.execute(
-        "select file_name, name, duckdb_type from parquet_schema(?)", [[*files, str(probe)]]
-    ).fetchall():
-        schemas.setdefault(file_name, []).append(tuple(column))
-    want = schemas.pop(str(probe))
-    return sorted(d for f, d in files.items() if schemas.get(f) != want)
+    want = tuple(tuple(c) for c in con.execute(
+        "select name, duckdb_type from parquet_schema(?)", [str(probe)]).fetchall())
+    return sorted(d for d, columns in published.items() if columns != want)
 
 
 def export_parquet(
-    warehouse: str | Path, out_dir: str | Path, marts: Sequence[str], days: Iterable[date] | None = None
+    warehouse: str | Path, out_dir: str | Path, marts: Sequence[str], days: Iterable[date] | None = None,
+    footers: _Footers | None = None,
 ) -> dict[str, int]:
     """Write `marts` as `out_dir/<mart>/month=YYYY-MM/part-YYYY-MM-DD.parquet`, one file a day.
 
@@ -259,6 +328,8 @@ def export_parquet(
     staging = out_dir.parent / f".staging-{uuid.uuid4().hex}"
     staging.mkdir()
     written: dict[str, int] = {}
+    own_footers = footers is None
+    footers = _Footers(_footers_path(out_dir)) if footers is None else footers
     try:
         with _connect_read_only(warehouse) as con:
             for mart in marts:
@@ -270,10 +341,10 @@ def export_parquet(
                     _publish(staging / f"{mart}.parquet", mart_dir / f"month={UNDATED_MONTH}" / "part-0.parquet")
                     continue
                 source = _day_counts(con, _ident(mart), dated)
-                published, others = _published_days(con, mart_dir)
+                published, published_columns, others = _published_days(con, mart_dir, footers)
                 # Days published before the mart's columns changed (a release that added one or
                 # changed a type; the warehouse rebuilt the mart) are written again.
-                for day in _days_in_other_columns(con, mart, mart_dir, published, staging):
+                for day in _days_in_other_columns(con, mart, published_columns, staging):
                     published[day] = -1
                 if others:  # files of an older layout: their months are written again as days
                     months = {f.parent.name.removeprefix("month=") for f in others}
@@ -293,6 +364,8 @@ def export_parquet(
                 for month_dir in mart_dir.glob("month=*"):
                     if month_dir.is_dir() and not any(month_dir.iterdir()):
                         month_dir.rmdir()
+        if own_footers:
+            footers.save()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return written
@@ -559,15 +632,14 @@ def _counts(con: duckdb.DuckDBPyConnection, marts: Sequence[str], days: Sequence
     return whole, in_window
 
 
-def _published_rows(con: duckdb.DuckDBPyConnection, mart_dir: Path, days: Sequence[date] | None) -> tuple[int, int]:
+def _published_rows(con: duckdb.DuckDBPyConnection, mart_dir: Path, days: Sequence[date] | None,
+                    footers: _Footers) -> tuple[int, int]:
     """Rows of a mart's published files: all of them (from the footers), and those of the
     window's days read back (all rows when there is no window or the mart has no date)."""
     files = sorted(mart_dir.glob("month=*/*.parquet")) if mart_dir.exists() else []
     if not files:
         return 0, 0
-    total = con.execute(
-        "select sum(num_rows) from parquet_file_metadata(?)", [[str(f) for f in files]]
-    ).fetchall()[0][0]
+    total = sum(rows for rows, _ in footers.facts(con, files).values())
     undated = (mart_dir / f"month={UNDATED_MONTH}").exists()
     wanted = files if days is None or undated else [f for f in (_day_file(mart_dir, d) for d in days) if f.exists()]
     if not wanted:
@@ -597,11 +669,13 @@ def publish_exports(
         names = [*marts, *(m for m in OPTIONAL_MARTS if m in present and m not in marts)]
         warehouse_rows, warehouse_rows_in_window = _counts(con, names, days)
     out_dir = exports_dir(lake)
-    export_parquet(warehouse, out_dir, names, days)
+    footers = _Footers(_footers_path(out_dir))
+    export_parquet(warehouse, out_dir, names, days, footers=footers)
     snapshot = marts_duckdb_path(warehouse)
     snapshot_rows = refresh_snapshot(warehouse, snapshot, names, docs, days)
     with duckdb.connect() as con:
-        published = {m: _published_rows(con, out_dir / m, days) for m in names}
+        published = {m: _published_rows(con, out_dir / m, days, footers) for m in names}
+    footers.save()
     return ExportResult(
         marts=names,
         days=days,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -159,7 +160,8 @@ def test_a_rerun_replaces_only_the_days_of_its_window_and_days_out_of_date(tmp_p
     assert sorted(f.relative_to(out / "costs").as_posix() for f in (out / "costs").glob("*/*")) == [
         "month=2026-10/part-2026-10-05.parquet"]
     assert sorted(p.name for p in (out / "costs").iterdir()) == ["month=2026-10"]
-    assert sorted(p.name for p in out.parent.iterdir()) == ["marts"]
+    # Beside the tree: only the footers read, kept for the next run (no staging folder).
+    assert sorted(p.name for p in out.parent.iterdir()) == [".marts-footers.json", "marts"]
 
 
 def test_publishing_a_mart_the_warehouse_lacks_says_what_to_do(tmp_path: Path) -> None:
@@ -391,3 +393,35 @@ def test_a_mart_new_to_marts_duckdb_is_copied_whole_into_each_file_once(tmp_path
     assert _snapshot_rows(fourth.snapshot, "select usage_date, tokens from usage order by 1") == [
         ("2026-10-01", "100"), ("2026-10-02", "200"), ("2026-10-03", "300"), ("2026-10-04", "400")]
     assert json.loads(log_path.read_text())[-1]["days"]["usage"] == ["2026-10-04"]
+
+
+def test_published_footers_are_read_once_and_again_when_a_file_changes(tmp_path: Path) -> None:
+    warehouse, out = tmp_path / "w.duckdb", tmp_path / "exports" / "marts"
+    kept = tmp_path / "exports" / ".marts-footers.json"
+    _hand_warehouse(warehouse, [("2026-10-01", "1"), ("2026-10-02", "2"), ("2026-10-02", "3")])
+    export_parquet(warehouse, out, ["costs"])
+    assert json.loads(kept.read_text())["files"] == {}  # nothing was published before it
+    assert export_parquet(warehouse, out, ["costs"], days=[date(2026, 10, 3)]) == {"costs": 0}
+    day1, day2 = (out / "costs" / "month=2026-10" / f"part-2026-10-0{d}.parquet" for d in (1, 2))
+    footers = json.loads(kept.read_text())
+    # Read by the second run: the rows of each day's file and its columns.
+    assert {Path(name).name: entry[3] for name, entry in footers["files"].items()} == {
+        "part-2026-10-01.parquet": 1, "part-2026-10-02.parquet": 2}
+    assert footers["schemas"] == [[["duckdb_schema", None], ["usage_date", "DATE"], ["cost", "DECIMAL(38,12)"]]]
+    # The next run trusts what was kept for a file that did not change: told (falsely) that
+    # the 1st has 5 rows, it takes the 1st again, as for a day whose count differs.
+    footers["files"][str(day1)][3] = 5
+    kept.write_text(json.dumps(footers))
+    before = {f: f.stat().st_ino for f in (day1, day2)}
+    export_parquet(warehouse, out, ["costs"], days=[date(2026, 10, 3)])
+    assert day1.stat().st_ino != before[day1] and day2.stat().st_ino == before[day2]
+    # A file replaced by someone else (one row instead of two) is read again, found short,
+    # and written again from the warehouse.
+    shutil.copyfile(day1, day2)
+    export_parquet(warehouse, out, ["costs"], days=[date(2026, 10, 3)])
+    with duckdb.connect() as con:
+        assert con.execute("select count(*) from read_parquet(?)", [str(day2)]).fetchall() == [(2,)]
+    # Unreadable kept footers are no footers: every file is read.
+    kept.write_text("{not json")
+    assert export_parquet(warehouse, out, ["costs"], days=[date(2026, 10, 3)]) == {"costs": 0}
+    assert len(json.loads(kept.read_text())["files"]) == 2
