@@ -140,8 +140,8 @@ def hourly_tokens(con: duckdb.DuckDBPyConnection, lake: Path, start: date, end: 
     `recompute_from` are read back from it instead of from the lake: the hourly baseline
     looks back 35 days, and summing 35 days of a 10-million-request day from the lake on
     every run would make a day's cost grow with its history. Days from `recompute_from` on
-    (the run's window) are always summed again, so a rerun for late data replaces them.
-    Without `keep`, every day is summed from the lake into a view registered on `con`.
+    (the run's window) are always summed again, so a rerun for late data replaces them;
+    days before `start` are dropped from the table. Without `keep`, every day is summed from the lake into a view registered on `con`.
     """
     days = _days(start, end)
     if not keep:
@@ -158,6 +158,10 @@ def hourly_tokens(con: duckdb.DuckDBPyConnection, lake: Path, start: date, end: 
     if fresh:
         _replace_rows(con, HOURLY_TOKENS_TABLE, "usage_date in (select unnest(?::date[]))",
                       [fresh], _sum_hourly_tokens(lake, fresh))
+    # Days before the lookback are no baseline of this run or of a later one: dropped, so
+    # the table holds the lookback, not the whole history (a backfill of older days sums
+    # them from the lake again).
+    con.execute(f"delete from {HOURLY_TOKENS_TABLE} where usage_date < ?", [start])
     return f"(select * from {HOURLY_TOKENS_TABLE} where usage_date >= $start and usage_date < $end)"
 
 

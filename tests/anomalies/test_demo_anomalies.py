@@ -128,6 +128,11 @@ def test_hourly_token_sums_are_kept_and_only_the_window_is_summed_again(demo: Pa
     assert after[date(2026, 10, 5)] == 0  # read back, not summed again
     assert after[date(2026, 10, 11)] == per_day[date(2026, 10, 11)]  # the window, summed again
     assert kept_again.height > 0
+    # A run of 10 November looks back to 6 October: the days before it leave the table.
+    with duckdb.connect(str(warehouse)) as con:
+        detect_window(con, demo / "lake", date(2026, 11, 10), date(2026, 11, 11), keep_hourly_tokens=True)
+        left = [d for (d,) in con.sql(f"select distinct usage_date from {HOURLY_TOKENS_TABLE} order by 1").fetchall()]
+    assert left == [date(2026, 10, d) for d in range(6, 31)]
 
 
 def test_a_planned_launch_in_the_landing_store_is_recorded_but_does_not_page(
