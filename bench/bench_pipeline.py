@@ -328,15 +328,16 @@ def child_lower_bound(work: Path) -> dict:
             "raw_s": time.perf_counter() - started, "raw_peak_mb": _peak_mb(), "raw_rows": len(raw)}
 
 
-def make_history(work: Path, days: int) -> None:
-    """Copies of the day's lake partitions moved `1..days` days back, timestamps shifted."""
+def make_history(work: Path, days: int, have: int = 0) -> None:
+    """Copies of the day's lake partitions moved `have + 1..days` days back, timestamps
+    shifted (the `have` days nearer the day are there from the previous history)."""
     import polars as pl
 
     from connectors.lake import replace_partition
 
     for table, columns in HISTORY_TABLES.items():
         day_frame = pl.read_parquet(work / "lake" / table / f"date={DAY}" / "*.parquet")
-        for back in range(1, days + 1):
+        for back in range(have + 1, days + 1):
             shift = timedelta(days=back)
             moved = day_frame.with_columns([pl.col(c) - shift for c in columns])
             if table == "billing_line_items":
@@ -347,16 +348,17 @@ def make_history(work: Path, days: int) -> None:
             replace_partition(work / "lake", table, DAY - shift, moved)
 
 
-def build_history_marts(work: Path, days: int) -> None:
-    """The marts of the history days, in one dbt run, their exports and the anomaly
-    detector's kept hourly token sums, as the daily runs that built those days would have
-    left them (set-up, not measured). dbt runs in a
+def build_history_marts(work: Path, days: int, have: int = 0) -> None:
+    """The marts of the history days not built yet (`have + 1..days` back), in one dbt
+    run, their exports and the anomaly detector's kept hourly token sums, as the daily
+    runs that built those days would have left them (set-up, not measured). dbt runs in a
     separate process: dbt-duckdb keeps its connection, and with it the file lock, for its
     process."""
     env = {**os.environ, "INFERLEDGER_LAKE": str(work / "lake"),
            "INFERLEDGER_WAREHOUSE": str(work / "warehouse.duckdb"),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false"}
-    window = {"min_date": (DAY - timedelta(days=days)).isoformat(), "max_date": DAY.isoformat()}
+    first, end = DAY - timedelta(days=days), DAY - timedelta(days=have)
+    window = {"min_date": first.isoformat(), "max_date": end.isoformat()}
     subprocess.run(
         [str(Path(sys.executable).parent / "dbt"), "run", "--quiet",
          "--project-dir", str(REPO / "dbt"), "--profiles-dir", str(REPO / "dbt"),
@@ -367,21 +369,22 @@ def build_history_marts(work: Path, days: int) -> None:
     from assets.exports import _mart_keys, publish_exports
 
     marts = [k.path[-1] for k in _mart_keys()]
-    publish_exports(work / "warehouse.duckdb", work / "lake", marts)
+    new_days = [first + timedelta(days=i) for i in range((end - first).days)]
+    publish_exports(work / "warehouse.duckdb", work / "lake", marts, days=new_days)
     # A daily run leaves the published file and a spare that the next run brings level in
-    # place (assets.exports.refresh_snapshot). The whole export above leaves no spare, so
-    # the last history day's run is published too: day N+1 then refreshes the spare as every
-    # later day does, instead of copying the whole file as only the first run after a
-    # backfill does.
+    # place (assets.exports.refresh_snapshot). The backfill's export above left a spare that
+    # misses it, so the last history day's run is published too: day N+1 then refreshes the
+    # spare as every later day does, instead of copying the whole file as only the first
+    # run after a backfill does.
     publish_exports(work / "warehouse.duckdb", work / "lake", marts, days=[DAY - timedelta(days=1)])
-    # The hourly token sums each day's anomaly run keeps (assets.anomalies.hourly_tokens).
+    # The hourly token sums each day's anomaly run keeps (assets.anomalies.hourly_tokens),
+    # of the new days.
     import duckdb
 
     from assets.anomalies import hourly_tokens
 
-    first = DAY - timedelta(days=days)
     with duckdb.connect(str(work / "warehouse.duckdb")) as con:
-        hourly_tokens(con, work / "lake", first, DAY, recompute_from=first, keep=True)
+        hourly_tokens(con, work / "lake", first, end, recompute_from=first, keep=True)
 
 
 def _child(kind: str, work: Path) -> dict:
@@ -520,10 +523,13 @@ def main() -> None:
         bound = _child("lower_bound", work)
         print(f"lower bound: {bound}", flush=True)
         history: dict[int, list[dict]] = {}
+        have = 0
         for days in history_days:
-            # History grows in place: the day's partitions are copied 1..days back.
-            make_history(work, days)
-            build_history_marts(work, days)
+            # History grows in place: the day's partitions are copied have+1..days back, and
+            # the marts of those days built.
+            make_history(work, days, have)
+            build_history_marts(work, days, have)
+            have = days
             history[days] = []
             for k in range(samples):
                 history[days].append(_child("pipeline", work))
