@@ -287,11 +287,12 @@ def _first_seen(actual: np.ndarray) -> np.ndarray:
 def _that_can_alert(mx: _Matrix, s: DetectorSettings) -> _Matrix:
     """The series that can fire at all, with each model's cost (unit-cost causes read it).
 
-    A cost series (daily, or hourly estimated) alerts only on a dollar impact of at least `min_impact_usd` (a spike or a
-    drift: actual minus a baseline made of its own earlier values; a new series: its
-    value). Both stay within the span of its values and zero, so a series whose span is
-    smaller never alerts, and it touches no other series: judging it is wasted work, most
-    of an hourly run's (the many small customers of 35 days of hours).
+    A cost series (daily, or hourly estimated) alerts only on a dollar impact of at least
+    `min_impact_usd`: for a spike or a drift, actual minus a baseline made of its own
+    earlier values; for a new series, its value. Both stay within the span of its values
+    and zero, so a series whose span is smaller never alerts, and it touches no other
+    series: judging it is wasted work, most of an hourly run's (the many small customers
+    of 35 days of hours).
     """
     ids = mx.ids
     values = np.nan_to_num(mx.actual)  # a period without the series is zero here

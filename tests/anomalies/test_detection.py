@@ -172,3 +172,25 @@ def test_baseline_median_matches_numpy_nanmedian_row_by_row():
             expected = np.nanmedian(m, axis=1)
         np.testing.assert_array_equal(_nanmedian(m), expected)
     assert _nanmedian(np.empty((3, 0))).shape == (3,)
+
+
+def test_series_that_cannot_reach_the_dollar_floor_are_not_judged() -> None:
+    # Daily floor $25. `small` jumps from 1 to 20 on the last day (x20, but a $19 impact:
+    # span 20 < 25); `credit` swings between -15 and +12 (span 27, zero inside it: kept);
+    # `big` sits at 100 and doubles on the last day (kept, and it alerts).
+    small = np.full(80, 1.0)
+    small[-1] = 20.0
+    credit = np.where(np.arange(80) % 2 == 0, -15.0, 12.0)
+    big = _weekly(100, 100, wobble=2.0)
+    big[-1] = 200.0
+    obs = _obs({"small": small, "credit": credit, "big": big})
+    mx = ad._to_matrix(obs, [ad._as_datetime(d) for d in DAYS])
+    kept = ad._that_can_alert(mx, ad.DAILY_SETTINGS)
+    assert kept.ids.get_column("key").to_list() == ["big", "credit"]
+    assert kept.actual.shape == (2, 80)
+    # `credit` alerts once on a $27 drop (12 expected, -15 actual) though none of its
+    # values reaches $25: why the span, not the largest value, decides. `big`: same-weekday
+    # median 100 (98s and 102s), scale max(1.4826 x 2, 5 % x 100) = 5, so 200 scores 20.
+    alerts = _notified(ad.detect(obs, DAYS))
+    assert alerts.select("key", "usage_date", "impact_usd", "score").rows() == [
+        ("credit", date(2026, 2, 24), -27.0, -45.0), ("big", DAYS[79], 100.0, 20.0)]
