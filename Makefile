@@ -60,8 +60,8 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # A production day end to end (BENCH_SCALE=0.1 for a tenth of it); day N+1 after 1, 30 and
-# 90 days of history at BENCH_HISTORY_SCALE (90 production days would be 900 M requests to
-# copy and build first); then each connector alone.
+# 90 days of history at BENCH_HISTORY_SCALE, each timed twice beside a day 1 (90 production
+# days would be 900 M requests to copy and build first); then each connector alone.
 BENCH_SCALE ?= 1
 BENCH_HISTORY_SCALE ?= 0.01
 bench: install
