@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 import duckdb
@@ -128,41 +129,86 @@ def daily_inputs(con: duckdb.DuckDBPyConnection, start: date, end: date
 
 
 HOURLY_TOKENS_TABLE = "anomaly_hourly_tokens"
-_IN_MEMORY_TOKENS = "anomaly_hourly_tokens_in_memory"
+HOURLY_SERIES_TOKENS_TABLE = "anomaly_hourly_series_tokens"
+_IN_MEMORY = "_in_memory"
+
+
+class HourlyTokens(NamedTuple):
+    """SQL sources (with the parameters $start and $end) of a run's hourly token sums."""
+
+    leaves: str  # period, provider, deployment, customer, feature, tokens, usage_date
+    series: str  # period, usage_date, deployment, dimension, key, tokens: per deployment
 
 
 def hourly_tokens(con: duckdb.DuckDBPyConnection, lake: Path, start: date, end: date, *,
-                  recompute_from: date | None = None, keep: bool = False) -> str:
-    """Successful tokens per hour and leaf over [start, end), from the gateway requests, as a
-    SQL source on `con` with the parameters $start and $end.
+                  recompute_from: date | None = None, keep: bool = False) -> HourlyTokens:
+    """Successful tokens per hour and leaf over [start, end), from the gateway requests, and
+    the same summed per hour, deployment and key of each dimension (what the series are
+    priced from: a rate is a deployment's), as SQL sources on `con`.
 
-    With `keep`, each day's sums are stored in HOURLY_TOKENS_TABLE, and days before
-    `recompute_from` are read back from it instead of from the lake: the hourly baseline
-    looks back 35 days, and summing 35 days of a 10-million-request day from the lake on
-    every run would make a day's cost grow with its history. Days from `recompute_from` on
-    (the run's window) are always summed again, so a rerun for late data replaces them;
-    days before `start` are dropped from the table. Without `keep`, every day is summed from the lake into a view registered on `con`.
+    With `keep`, each day's sums are stored in HOURLY_TOKENS_TABLE and
+    HOURLY_SERIES_TOKENS_TABLE, and days before `recompute_from` are read back from them
+    instead of from the lake: the hourly baseline looks back 35 days, and summing 35 days of
+    a 10-million-request day from the lake on every run would make a day's cost grow with
+    its history. Days from `recompute_from` on (the run's window), and days not kept, are
+    summed again, so a rerun for late data replaces them (a day whose leaves are kept
+    without its series gets them from the kept leaves); days before `start` are dropped. Without `keep`, every day is summed from the lake into views on `con`.
     """
     days = _days(start, end)
     if not keep:
-        con.register(_IN_MEMORY_TOKENS, _sum_hourly_tokens(lake, days).to_arrow())
-        return f"(select * from {_IN_MEMORY_TOKENS} where usage_date >= $start and usage_date < $end)"
+        leaves = _sum_hourly_tokens(lake, days)
+        con.register(HOURLY_TOKENS_TABLE + _IN_MEMORY, leaves.to_arrow())
+        con.register(HOURLY_SERIES_TOKENS_TABLE + _IN_MEMORY, _series_tokens(leaves).to_arrow())
+        return _sources(_IN_MEMORY)
     con.execute(f"create table if not exists {HOURLY_TOKENS_TABLE} (period timestamptz, "
                 "provider varchar, deployment varchar, customer varchar, feature varchar, "
                 "tokens double, usage_date date)")
-    kept = {row[0] for row in con.execute(
-        f"select distinct usage_date from {HOURLY_TOKENS_TABLE} where usage_date >= ? and usage_date < ?",
-        [start, end]).fetchall()}
+    con.execute(f"create table if not exists {HOURLY_SERIES_TOKENS_TABLE} (period timestamptz, "
+                "usage_date date, deployment varchar, dimension varchar, key varchar, tokens double)")
+    kept = [{row[0] for row in con.execute(
+        f"select distinct usage_date from {table} where usage_date >= ? and usage_date < ?",
+        [start, end]).fetchall()} for table in (HOURLY_TOKENS_TABLE, HOURLY_SERIES_TOKENS_TABLE)]
     # The window, and days not kept yet, are summed from the lake; the rest is read back.
-    fresh = sorted(d for d in days if d not in kept or recompute_from is None or d >= recompute_from)
+    fresh = sorted(d for d in days if d not in kept[0] or recompute_from is None or d >= recompute_from)
+    where = "usage_date in (select unnest(?::date[]))"
     if fresh:
-        _replace_rows(con, HOURLY_TOKENS_TABLE, "usage_date in (select unnest(?::date[]))",
-                      [fresh], _sum_hourly_tokens(lake, fresh))
+        leaves = _sum_hourly_tokens(lake, fresh)
+        _replace_rows(con, HOURLY_TOKENS_TABLE, where, [fresh], leaves)
+        _replace_rows(con, HOURLY_SERIES_TOKENS_TABLE, where, [fresh], _series_tokens(leaves))
+    # Kept leaves without their series (kept by a release before the series were): summed
+    # from the kept leaves, not from the lake.
+    missing = sorted(d for d in days if d in kept[0] and d not in kept[1] and d not in fresh)
+    if missing:
+        leaves = con.sql(f"select * from {HOURLY_TOKENS_TABLE} where {where}", params=[missing]).pl()
+        _replace_rows(con, HOURLY_SERIES_TOKENS_TABLE, where, [missing],
+                      _series_tokens(leaves.cast(_HOURLY_TOKENS_SCHEMA)))
     # Days before the lookback are no baseline of this run or of a later one: dropped, so
-    # the table holds the lookback, not the whole history (a backfill of older days sums
+    # the tables hold the lookback, not the whole history (a backfill of older days sums
     # them from the lake again).
-    con.execute(f"delete from {HOURLY_TOKENS_TABLE} where usage_date < ?", [start])
-    return f"(select * from {HOURLY_TOKENS_TABLE} where usage_date >= $start and usage_date < $end)"
+    for table in (HOURLY_TOKENS_TABLE, HOURLY_SERIES_TOKENS_TABLE):
+        con.execute(f"delete from {table} where usage_date < ?", [start])
+    return _sources("")
+
+
+def _sources(suffix: str) -> HourlyTokens:
+    return HourlyTokens(*(f"(select * from {table}{suffix} where usage_date >= $start and usage_date < $end)"
+                          for table in (HOURLY_TOKENS_TABLE, HOURLY_SERIES_TOKENS_TABLE)))
+
+
+def _series_tokens(leaves: pl.DataFrame) -> pl.DataFrame:
+    """Tokens per hour, deployment and key of each dimension (`deployment` itself: one row per
+    hour and deployment, which the total sums), from the leaves. A fraction of their rows,
+    so a run prices 35 days of these instead of 35 days of leaves."""
+    keys = ["period", "usage_date", "deployment"]
+    parts = [leaves.group_by(keys).agg(pl.col("tokens").sum())
+             .with_columns(dimension=pl.lit("deployment"), key=pl.col("deployment"))]
+    for dim in ("provider", "feature", "customer"):
+        parts.append(
+            leaves.filter(pl.col(dim).is_not_null() & (pl.col(dim) != ad.NOT_A_KEY))
+            .group_by(*keys, dim).agg(pl.col("tokens").sum())
+            .with_columns(dimension=pl.lit(dim)).rename({dim: "key"})
+        )
+    return pl.concat([p.select(*keys, "dimension", "key", "tokens") for p in parts])
 
 
 _HOURLY_TOKENS_SCHEMA = {"period": pl.Datetime("us", "UTC"), "provider": pl.String,
@@ -207,46 +253,55 @@ def hourly_inputs(
 
     The rate of a deployment on day d is its busy cost per token on the latest day before
     d in `cost_per_token_daily` (the first known day's rate before any exists). Token sums
-    come from `hourly_tokens` (`recompute_from`, `keep`: see there). Each leaf's spend is
-    summed as a decimal, so a rerun adds the same figures whatever order the sum takes.
+    come from `hourly_tokens` (`recompute_from`, `keep`: see there). Each sum's spend is a
+    decimal, so a rerun adds the same figures whatever order the sum takes.
     """
     tokens = hourly_tokens(con, lake, start, end, recompute_from=recompute_from, keep=keep)
-    priced = f"""
-        with tokens as (select * from {tokens}),
-        rates as (
-            select usage_date, deployment,
-                   cast(sum(busy_cost) as double) * 1e6 / sum(total_tokens) as usd_per_mtok
-            from cost_per_token_daily
-            where usage_date < $end and busy_cost is not null
-            group by all
-            having sum(total_tokens) > 0
-        ),
-        first_rates as (
-            select deployment, arg_min(usd_per_mtok, usage_date) as first_rate from rates group by deployment
-        ),
-        -- One rate per day and deployment first: an as-of join of every token row costs more.
-        day_rates as (
-            select d.usage_date, d.deployment, coalesce(r.usd_per_mtok, f.first_rate) as usd_per_mtok
-            from (select distinct usage_date, deployment from tokens) d
-            asof left join rates r on d.deployment = r.deployment and d.usage_date > r.usage_date
-            left join first_rates f on d.deployment = f.deployment
-        ),
-        leaves as (
-            select t.period, t.provider, t.deployment, t.customer, t.feature,
-                   cast(t.tokens * r.usd_per_mtok / 1e6 as decimal(38, 12)) as value
-            from tokens t
-            join day_rates r on t.usage_date = r.usage_date and t.deployment = r.deployment
-            where r.usd_per_mtok is not null
-        )
-    """
+
+    def priced(source: str, columns: str) -> str:
+        return f"""
+            with tokens as (select * from {source}),
+            rates as (
+                select usage_date, deployment,
+                       cast(sum(busy_cost) as double) * 1e6 / sum(total_tokens) as usd_per_mtok
+                from cost_per_token_daily
+                where usage_date < $end and busy_cost is not null
+                group by all
+                having sum(total_tokens) > 0
+            ),
+            first_rates as (
+                select deployment, arg_min(usd_per_mtok, usage_date) as first_rate from rates group by deployment
+            ),
+            -- One rate per day and deployment first: an as-of join of every token row costs more.
+            day_rates as (
+                select d.usage_date, d.deployment, coalesce(r.usd_per_mtok, f.first_rate) as usd_per_mtok
+                from (select distinct usage_date, deployment from tokens) d
+                asof left join rates r on d.deployment = r.deployment and d.usage_date > r.usage_date
+                left join first_rates f on d.deployment = f.deployment
+            ),
+            priced as (
+                select {columns}, cast(t.tokens * r.usd_per_mtok / 1e6 as decimal(38, 12)) as value
+                from tokens t
+                join day_rates r on t.usage_date = r.usage_date and t.deployment = r.deployment
+                where r.usd_per_mtok is not null
+            )
+        """
+
     bounds = {"start": start, "end": end}
-    series = con.sql(priced + _series_sql("leaves", "period", {d: d for d in HOURLY_DIMENSIONS}, "value"),
-                     params=bounds).pl()
+    series = con.sql(
+        priced(tokens.series, "t.period, t.dimension, t.key") + f"""
+        select period, 'total' as dimension, '{ad.TOTAL_KEY}' as key, cast(sum(value) as double) as actual
+        from priced where dimension = 'deployment' group by period
+        union all
+        select period, dimension, key, cast(sum(value) as double) as actual
+        from priced where key is not null and key <> '{ad.NOT_A_KEY}' group by period, dimension, key
+        """, params=bounds).pl()
     observations = _as_observations(series, ad.ESTIMATED_COST).with_columns(_utc("period"))
+    columns = ", ".join(f"t.{d}" for d in ("period", *HOURLY_DIMENSIONS))
 
     def leaves() -> pl.DataFrame:
-        return con.sql(priced + f"select period, {', '.join(HOURLY_DIMENSIONS)}, cast(value as double) as value "
-                       "from leaves", params=bounds).pl().with_columns(_utc("period"))
+        return con.sql(priced(tokens.leaves, columns) + f"select {', '.join(('period', *HOURLY_DIMENSIONS))}, "
+                       "cast(value as double) as value from priced", params=bounds).pl().with_columns(_utc("period"))
 
     return observations, leaves
 

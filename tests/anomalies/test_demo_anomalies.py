@@ -103,7 +103,7 @@ def test_hourly_token_sums_are_kept_and_only_the_window_is_summed_again(demo: Pa
     """The asset keeps each day's hourly token sums in the warehouse: the 35-day hourly
     history is read back from there, the window is summed from the lake again, and the
     alerts are the same as when everything is summed from the lake."""
-    from assets.anomalies import HOURLY_TOKENS_TABLE
+    from assets.anomalies import HOURLY_SERIES_TOKENS_TABLE, HOURLY_TOKENS_TABLE
 
     warehouse = tmp_path / "warehouse.duckdb"
     shutil.copy(demo / "warehouse.duckdb", warehouse)
@@ -128,11 +128,20 @@ def test_hourly_token_sums_are_kept_and_only_the_window_is_summed_again(demo: Pa
     assert after[date(2026, 10, 5)] == 0  # read back, not summed again
     assert after[date(2026, 10, 11)] == per_day[date(2026, 10, 11)]  # the window, summed again
     assert kept_again.height > 0
-    # A run of 10 November looks back to 6 October: the days before it leave the table.
+    # Kept leaves without their series (a warehouse from before the series were kept): the
+    # series come from the kept leaves (5 October's zeroed ones), not from the lake.
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(f"drop table {HOURLY_SERIES_TOKENS_TABLE}")
+        detect_window(con, demo / "lake", *window, keep_hourly_tokens=True)
+        series = dict(con.sql(f"select usage_date, sum(tokens) from {HOURLY_SERIES_TOKENS_TABLE} "
+                              "where dimension = 'deployment' group by 1").fetchall())
+    assert series[date(2026, 10, 5)] == 0 and series[date(2026, 10, 4)] == per_day[date(2026, 10, 4)]
+    # A run of 10 November looks back to 6 October: the days before it leave both tables.
     with duckdb.connect(str(warehouse)) as con:
         detect_window(con, demo / "lake", date(2026, 11, 10), date(2026, 11, 11), keep_hourly_tokens=True)
-        left = [d for (d,) in con.sql(f"select distinct usage_date from {HOURLY_TOKENS_TABLE} order by 1").fetchall()]
-    assert left == [date(2026, 10, d) for d in range(6, 31)]
+        left = [[d for (d,) in con.sql(f"select distinct usage_date from {table} order by 1").fetchall()]
+                for table in (HOURLY_TOKENS_TABLE, HOURLY_SERIES_TOKENS_TABLE)]
+    assert left == [[date(2026, 10, d) for d in range(6, 31)]] * 2
 
 
 def test_a_planned_launch_in_the_landing_store_is_recorded_but_does_not_page(
