@@ -152,7 +152,8 @@ def hourly_tokens(con: duckdb.DuckDBPyConnection, lake: Path, start: date, end: 
     a 10-million-request day from the lake on every run would make a day's cost grow with
     its history. Days from `recompute_from` on (the run's window), and days not kept, are
     summed again, so a rerun for late data replaces them (a day whose leaves are kept
-    without its series gets them from the kept leaves); days before `start` are dropped. Without `keep`, every day is summed from the lake into views on `con`.
+    without its series gets them from the kept leaves); days before `start` are dropped.
+    Without `keep`, every day is summed from the lake into views on `con`.
     """
     days = _days(start, end)
     if not keep:
