@@ -200,18 +200,21 @@ def _nanmedian(a: np.ndarray) -> np.ndarray:
     return np.where(n > 0, middle, np.nan)
 
 
-def _lag_points(history: np.ndarray, usable: np.ndarray, t: int, step: int, count: int) -> np.ndarray:
+def _lags(t: int, step: int, count: int) -> np.ndarray:
+    """The period indexes `step`, 2 x `step`, ... `count` x `step` before `t` that exist."""
     lags = t - step * np.arange(1, count + 1)
-    lags = lags[lags >= 0]
+    return lags[lags >= 0]
+
+
+def _lag_points(history: np.ndarray, usable: np.ndarray, t: int, step: int, count: int) -> np.ndarray:
+    lags = _lags(t, step, count)
     return np.where(usable[:, lags], history[:, lags], np.nan)
 
 
 def _state_lags(st: _State, t: int, step: int, count: int) -> np.ndarray:
     """_lag_points of the state's history, kept out where flagged."""
-    lags = t - step * np.arange(1, count + 1)
-    lags = lags[lags >= 0]
-    points = st.history[:, lags]
-    return np.where(st.flagged[:, lags], np.nan, points)
+    lags = _lags(t, step, count)
+    return np.where(st.flagged[:, lags], np.nan, st.history[:, lags])
 
 
 def baseline(
