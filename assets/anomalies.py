@@ -82,6 +82,24 @@ def _series_sql(source: str, period: str, dimensions: dict[str, str], value: str
     """
 
 
+def _that_can_alert_sql(series: str, min_span: float | None, keep: str = "dimension = 'total'") -> str:
+    """`series` (period, dimension, key, actual) without the series whose values, with zero,
+    span less than `min_span`: they cannot alert (ad._that_can_alert, which the detector
+    applies anyway), and most series of a long lookback are such small ones. The rows
+    `keep` selects stay whatever their span: the total, so the detector still sees the
+    first period with data, which the history rules count from."""
+    if min_span is None:
+        return series
+    return f"""
+        select period, dimension, key, actual from (
+            select *, greatest(max(actual) over keyed, 0) - least(min(actual) over keyed, 0) as span
+            from ({series}) all_series
+            window keyed as (partition by dimension, key)
+        ) spans
+        where {keep} or span >= {float(min_span)!r}
+    """
+
+
 def _as_observations(series: pl.DataFrame, metric: str) -> pl.DataFrame:
     return series.select(
         "period", metric=pl.lit(metric), dimension="dimension", key="key", actual="actual",
@@ -93,10 +111,12 @@ DAILY_LEAF_COLUMNS = {"provider": "provider", "model": "model", "deployment": "d
                       "customer": "customer_id", "feature": "feature"}
 
 
-def daily_inputs(con: duckdb.DuckDBPyConnection, start: date, end: date
+def daily_inputs(con: duckdb.DuckDBPyConnection, start: date, end: date, *, min_span: float | None = None
                  ) -> tuple[pl.DataFrame, Callable[[], pl.DataFrame]]:
     """Observations (cost per dimension, busy unit cost per model) over [start, end), and a
-    function returning the leaf cells (read only when a root-cause walk needs them).
+    function returning the leaf cells (read only when a root-cause walk needs them). Cost
+    series that cannot alert at `min_span` dollars are left out (_that_can_alert_sql); the
+    total and each model's cost (unit-cost causes read it) stay.
 
     Both come from `fct_inference_costs_daily`, which the warehouse keeps per day: reading
     84 days of the hourly fact (24 times the rows) on every run made a day's cost grow
@@ -104,7 +124,8 @@ def daily_inputs(con: duckdb.DuckDBPyConnection, start: date, end: date
     """
     costs = "(select * from fct_inference_costs_daily where usage_date >= $start and usage_date < $end and total_cost is not null) costs"
     bounds = {"start": start, "end": end}
-    cost = con.sql(_series_sql(costs, "usage_date", DAILY_LEAF_COLUMNS, "total_cost"), params=bounds).pl()
+    cost = con.sql(_that_can_alert_sql(_series_sql(costs, "usage_date", DAILY_LEAF_COLUMNS, "total_cost"),
+                                       min_span, keep="dimension in ('total', 'model')"), params=bounds).pl()
     unit = con.sql(
         """
         select usage_date as period, 'unit_cost' as metric, 'model' as dimension, model as key,
@@ -247,10 +268,12 @@ def _utc(column: str) -> pl.Expr:
 
 def hourly_inputs(
     con: duckdb.DuckDBPyConnection, lake: Path, start: date, end: date, *,
-    recompute_from: date | None = None, keep: bool = False,
+    recompute_from: date | None = None, keep: bool = False, min_span: float | None = None,
 ) -> tuple[pl.DataFrame, Callable[[], pl.DataFrame]]:
     """Hourly spend per dimension from the gateway requests in the lake, priced at known
-    rates, and a function returning the leaf cells (for root-cause walks).
+    rates, and a function returning the leaf cells (for root-cause walks). Series that
+    cannot alert at `min_span` dollars are left out (_that_can_alert_sql): 35 days of hours
+    of every small customer would otherwise be handed over to be dropped.
 
     The rate of a deployment on day d is its busy cost per token on the latest day before
     d in `cost_per_token_daily` (the first known day's rate before any exists). Token sums
@@ -290,13 +313,13 @@ def hourly_inputs(
 
     bounds = {"start": start, "end": end}
     series = con.sql(
-        priced(tokens.series, "t.period, t.dimension, t.key") + f"""
+        priced(tokens.series, "t.period, t.dimension, t.key") + _that_can_alert_sql(f"""
         select period, 'total' as dimension, '{ad.TOTAL_KEY}' as key, cast(sum(value) as double) as actual
         from priced where dimension = 'deployment' group by period
         union all
         select period, dimension, key, cast(sum(value) as double) as actual
         from priced where key is not null and key <> '{ad.NOT_A_KEY}' group by period, dimension, key
-        """, params=bounds).pl()
+        """, min_span), params=bounds).pl()
     observations = _as_observations(series, ad.ESTIMATED_COST).with_columns(_utc("period"))
     columns = ", ".join(f"t.{d}" for d in ("period", *HOURLY_DIMENSIONS))
 
@@ -324,12 +347,12 @@ def detect_window(
     day's hourly token sums in the warehouse and reads the history's back from there.
     """
     history_start = start - timedelta(days=DAILY_LOOKBACK_DAYS)
-    observations, leaves = daily_inputs(con, history_start, end)
+    observations, leaves = daily_inputs(con, history_start, end, min_span=daily.min_impact_usd)
     found = [ad.detect(observations, _days(history_start, end), settings=daily, grain="day", leaves=leaves, planned=planned)]
     if hourly is not None:
         hourly_start = start - timedelta(days=HOURLY_LOOKBACK_DAYS)
         obs_h, leaves_h = hourly_inputs(con, lake, hourly_start, end, recompute_from=start,
-                                        keep=keep_hourly_tokens)
+                                        keep=keep_hourly_tokens, min_span=hourly.min_impact_usd)
         hours = [
             datetime(d.year, d.month, d.day, h, tzinfo=UTC)
             for d in _days(hourly_start, end) for h in range(24)
