@@ -175,23 +175,79 @@ def _days_filter(dated: tuple[str, str], days: Iterable[date]) -> str:
     return "(" + " or ".join(conditions) + ")" if conditions else "false"
 
 
-def _day_counts(con: duckdb.DuckDBPyConnection, table: str, dated: tuple[str, str]) -> dict[date, int]:
-    """Rows per (UTC) day of a dated table: one pass over its date column alone."""
-    rows = con.execute(
-        f"select cast({_ident(dated[0])} as date), count(*) from {table} "
-        f"where {_ident(dated[0])} is not null group by 1"
-    ).fetchall()
+def _day_counts(con: duckdb.DuckDBPyConnection, table: str, dated: tuple[str, str],
+                days: Iterable[date] | None = None) -> dict[date, int]:
+    """Rows per (UTC) day of a dated table, of `days` (None: every day): one pass over its
+    date column alone, skipping row groups outside `days`."""
+    where = f"{_ident(dated[0])} is not null" if days is None else _days_filter(dated, days)
+    rows = con.execute(f"select cast({_ident(dated[0])} as date), count(*) from {table} where {where} group by 1").fetchall()
     return dict(rows)
 
 
-def _days_to_refresh(window: Iterable[date] | None, source: dict[date, int], copy: dict[date, int]) -> set[date]:
-    """The days a copy must take again from its source: the run's window (every day when
-    None) and any day whose row count differs (a row moved to another day, a day deleted
-    by a run whose export did not complete)."""
-    days = set(source) | set(copy)
+_EPOCH = date(1970, 1, 1)
+
+
+def _fingerprint(counts: Mapping[date, int]) -> tuple[int, int]:
+    """Rows with a day, and the sum of their days (as day numbers)."""
+    return sum(counts.values()), sum(n * (d - _EPOCH).days for d, n in counts.items())
+
+
+class _TableRows:
+    """A dated table's rows: their fingerprint (_fingerprint), and per day."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, table: str, dated: tuple[str, str]) -> None:
+        self.con, self.table, self.dated = con, table, dated
+
+    def fingerprint(self) -> tuple[int, int] | None:
+        day = f"cast({_ident(self.dated[0])} as date)"
+        rows, days = self.con.execute(
+            f"select count({day}), coalesce(sum(date_diff('day', date '{_EPOCH}', {day})), 0) from {self.table}"
+        ).fetchall()[0]
+        return int(rows), int(days)
+
+    def per_day(self, days: Iterable[date] | None = None) -> dict[date, int]:
+        return _day_counts(self.con, self.table, self.dated, days)
+
+
+class _PublishedRows:
+    """Published files' rows per day (from their footers); a day marked -1 is to be written
+    again whatever its count."""
+
+    def __init__(self, counts: Mapping[date, int]) -> None:
+        self.counts = counts
+
+    def fingerprint(self) -> tuple[int, int] | None:
+        return None if any(n < 0 for n in self.counts.values()) else _fingerprint(self.counts)
+
+    def per_day(self, days: Iterable[date] | None = None) -> dict[date, int]:
+        return dict(self.counts) if days is None else {d: self.counts[d] for d in days if d in self.counts}
+
+
+def _days_to_refresh(window: Sequence[date] | None, source: _TableRows, copy: _TableRows | _PublishedRows
+                     ) -> tuple[set[date], dict[date, int]]:
+    """The days a copy must take again from its source, with the source's rows of each: the
+    run's window (every day when None) and any day whose row count differs (a row moved to
+    another day, a day deleted by a run whose export did not complete).
+
+    The days outside the window are counted one by one only when their rows differ on the
+    two sides: in number, or in the sum of their days (a day gone and another come with as
+    many rows). Both are one pass over the date column without grouping; counting every day
+    of the history, three times per mart, made a day's export grow with its history.
+    """
+    if window is not None:
+        window = sorted(set(window))
+        source_window, copy_all = source.per_day(window), copy.fingerprint()
+        if copy_all is not None:
+            source_all, copy_window = source.fingerprint(), _fingerprint(copy.per_day(window))
+            outside = [(a[0] - b[0], a[1] - b[1]) for a, b in
+                       ((source_all, _fingerprint(source_window)), (copy_all, copy_window))]
+            if outside[0] == outside[1]:
+                return set(window), source_window
+    source_days, copy_days = source.per_day(), copy.per_day()
+    days = set(source_days) | set(copy_days)
     if window is None:
-        return days
-    return set(window) | {d for d in days if source.get(d, 0) != copy.get(d, 0)}
+        return days, source_days
+    return set(window) | {d for d in days if source_days.get(d, 0) != copy_days.get(d, 0)}, source_days
 
 
 _DAY_FILE = re.compile(r"^part-(\d{4}-\d{2}-\d{2})\.parquet$")
@@ -340,17 +396,18 @@ def export_parquet(
                     written[mart] = _copy_rows(con, f"select * from {_ident(mart)}", staging / f"{mart}.parquet")
                     _publish(staging / f"{mart}.parquet", mart_dir / f"month={UNDATED_MONTH}" / "part-0.parquet")
                     continue
-                source = _day_counts(con, _ident(mart), dated)
                 published, published_columns, others = _published_days(con, mart_dir, footers)
                 # Days published before the mart's columns changed (a release that added one or
                 # changed a type; the warehouse rebuilt the mart) are written again.
                 for day in _days_in_other_columns(con, mart, published_columns, staging):
                     published[day] = -1
+                rows = _TableRows(con, _ident(mart), dated)
                 if others:  # files of an older layout: their months are written again as days
                     months = {f.parent.name.removeprefix("month=") for f in others}
-                    published.update({d: -1 for d in source if f"{d:%Y-%m}" in months})
+                    published.update({d: -1 for d in rows.per_day() if f"{d:%Y-%m}" in months})
                 written[mart] = 0
-                for day in sorted(_days_to_refresh(days, source, published)):
+                todo, source = _days_to_refresh(days, rows, _PublishedRows(published))
+                for day in sorted(todo):
                     target = _day_file(mart_dir, day)
                     if source.get(day, 0) == 0:
                         target.unlink(missing_ok=True)
@@ -580,7 +637,7 @@ def _refresh_mart(con: duckdb.DuckDBPyConnection, mart: str, days: Sequence[date
     columns = _columns(con, mart, "warehouse")
     dated = _date_column(columns)
     if days is not None and dated is not None and _columns(con, mart) == columns:
-        todo = _days_to_refresh(days, _day_counts(con, source, dated), _day_counts(con, table, dated))
+        todo, _ = _days_to_refresh(days, _TableRows(con, source, dated), _TableRows(con, table, dated))
         where = _days_filter(dated, todo)
         con.execute(f"delete from {table} where {where}")
         con.execute(f"insert into {table} select * from {source} where {where}")
