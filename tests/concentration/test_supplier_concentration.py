@@ -62,16 +62,21 @@ def hand_case(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str],
                     " instance_type varchar, scope_reason varchar, charge_category varchar,"
                     " billing_currency varchar, effective_cost decimal(38,12))")
         con.executemany("insert into fct_billing_line_items values (?, ?, ?, ?, ?, ?, ?, ?)", BILL)
-        con.execute("create table fct_inference_costs_hourly (usage_date date, provider varchar,"
+        con.execute("create table fct_inference_costs_daily (usage_date date, provider varchar,"
                     " line_type varchar, total_cost decimal(38,12))")
-        con.executemany("insert into fct_inference_costs_hourly values (?, ?, ?, ?)", INFERENCE)
-    _dbt(root, warehouse, "build", "--select", *SEEDS.split(), "supplier_concentration",
+        con.executemany("insert into fct_inference_costs_daily values (?, ?, ?, ?)", INFERENCE)
+    # The daily supplier spend of every day (the days before the window are what earlier
+    # runs left), then the run of 1 October.
+    _dbt(root, warehouse, "build", "--select", *SEEDS.split(), "supplier_spend_daily")
+    _dbt(root, warehouse, "build", "--select", "supplier_concentration",
          vars={"min_date": "2026-10-01", "max_date": "2026-10-02"})
     with duckdb.connect(str(warehouse)) as con:
         rows = con.sql("select * from supplier_concentration").pl().rows(named=True)
+        spend = {(d, s): v for d, s, v in con.sql("select dimension, supplier, spend_usd from supplier_spend_daily "
+                                                  "where usage_date = '2026-10-01'").fetchall()}
         (eur,) = con.sql("select usd_per_unit from fx_rates where currency = 'EUR' "
                          "and date <= date '2026-10-01' order by date desc limit 1").fetchall()[0]
-    return {"eur_usd": eur, **{(r["period_type"], r["dimension"]): r for r in rows}}
+    return {"eur_usd": eur, "spend": spend, **{(r["period_type"], r["dimension"]): r for r in rows}}
 
 
 def _hhi(*spend: float) -> float:
@@ -79,8 +84,22 @@ def _hhi(*spend: float) -> float:
     return sum((s / total * 100) ** 2 for s in spend)
 
 
+def test_the_daily_supplier_spend_is_the_usage_lines_and_the_priced_inference(hand_case: dict) -> None:
+    eur = Decimal(str(hand_case["eur_usd"])) * 100
+    assert hand_case["spend"] == {
+        # The tax line is no spend on a supplier; the EUR line is converted at the day's rate.
+        ("cloud_provider", "AWS"): Decimal(600), ("cloud_provider", "Microsoft"): 400 + eur,
+        ("region", "us-east-1"): Decimal(600), ("region", "eastus"): 400 + eur,
+        # GPU compute lines of a known instance type only.
+        ("gpu_vendor", "NVIDIA"): Decimal(1000),
+        ("gpu_model", "H100"): Decimal(900), ("gpu_model", "L40S"): Decimal(100),
+        # Requests and idle GPUs are one self-hosted supplier.
+        ("model_provider", "self-hosted"): Decimal(400), ("model_provider", "openai"): Decimal(100),
+    }
+
+
 def test_only_the_run_windows_periods_are_written(hand_case: dict) -> None:
-    assert sorted(k for k in hand_case if k != "eur_usd") == sorted(
+    assert sorted(k for k in hand_case if isinstance(k, tuple)) == sorted(
         (period, dim) for period in ("month", "trailing_30d")
         for dim in ("cloud_provider", "gpu_model", "gpu_vendor", "model_provider", "region")
     )
@@ -122,7 +141,7 @@ def test_warning_when_hhi_rises_more_than_100_points(hand_case: dict, period: st
     assert not cloud["concentration_warning"]
     gpu_model = hand_case[(period, "gpu_model")]  # fell from 10000
     assert gpu_model["hhi_change"] == pytest.approx(-1800) and not gpu_model["concentration_warning"]
-    assert {r["risk_level"] for k, r in hand_case.items() if k != "eur_usd"} == {"highly_concentrated"}
+    assert {r["risk_level"] for k, r in hand_case.items() if isinstance(k, tuple)} == {"highly_concentrated"}
 
 
 def test_demo_month_has_a_highly_concentrated_dimension(demo_month: Path, tmp_path: Path) -> None:

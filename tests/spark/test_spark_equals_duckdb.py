@@ -43,6 +43,7 @@ MARTS = (
     "cache_savings_daily",
     "self_hosting_break_even_daily",
     "gpu_rates_daily",
+    "supplier_spend_daily",
     "supplier_concentration",
 )
 CENT = Decimal("0.01")

@@ -12,8 +12,9 @@
 -- more than the configured points against the period 30 days (one month) earlier.
 --
 -- Dimensions: cloud_provider, region, gpu_vendor and gpu_model from the bill's Usage lines
--- (effective cost, in USD); model_provider from fct_inference_costs_hourly (the hosted
--- API's provider, and self-hosted inference as one supplier of its own).
+-- (effective cost, in USD); model_provider from the inference costs (the hosted API's
+-- provider, and self-hosted inference as one supplier of its own): supplier_spend_daily
+-- keeps each day's spend per supplier.
 
 with
 
@@ -24,84 +25,13 @@ settings as (
 ),
 
 -- The run's trailing windows, the windows 30 days before them and the previous calendar
--- month all start at most 92 days before the run window.
-bill as (
-
-    select usage_date, provider, region_id, instance_type, scope_reason, billing_currency, effective_cost
-    from {{ ref('fct_billing_line_items') }}
-    where charge_category = 'Usage'
-        and usage_date >= cast({{ dbt.dateadd('day', -92, window_start_date()) }} as date)
-        and usage_date < {{ window_end_date() }}
-
-),
-
-bill_spend as (
-
-    select usage_date, 'cloud_provider' as dimension, provider as supplier, billing_currency, effective_cost as spend
-    from bill
-    union all
-    select usage_date, 'region' as dimension, region_id as supplier, billing_currency, effective_cost as spend
-    from bill
-    where region_id is not null
-    union all
-    select bill.usage_date, 'gpu_vendor' as dimension, catalog.gpu_vendor as supplier, bill.billing_currency, bill.effective_cost as spend
-    from bill
-    inner join {{ ref('gpu_instance_catalog') }} as catalog on bill.instance_type = catalog.instance_type
-    where bill.scope_reason = 'gpu_compute'
-    union all
-    select bill.usage_date, 'gpu_model' as dimension, catalog.gpu_model as supplier, bill.billing_currency, bill.effective_cost as spend
-    from bill
-    inner join {{ ref('gpu_instance_catalog') }} as catalog on bill.instance_type = catalog.instance_type
-    where bill.scope_reason = 'gpu_compute'
-
-),
-
-bill_daily as (
-
-    select usage_date, dimension, supplier, billing_currency, sum(spend) as spend
-    from bill_spend
-    group by usage_date, dimension, supplier, billing_currency
-
-),
-
-currency_days as (
-
-    select distinct usage_date, billing_currency from bill_daily
-
-),
-
-fx as (
-
-    {{ fx_usd_per_unit('currency_days') }}
-
-),
-
-model_provider_daily as (
-
-    select
-        usage_date,
-        'model_provider' as dimension,
-        case when line_type = 'api' then provider else 'self-hosted' end as supplier,
-        sum(total_cost) as spend_usd
-    from {{ ref('fct_inference_costs_hourly') }}
-    where usage_date >= cast({{ dbt.dateadd('day', -92, window_start_date()) }} as date)
-        and usage_date < {{ window_end_date() }}
-        and total_cost is not null
-    group by usage_date, case when line_type = 'api' then provider else 'self-hosted' end
-
-),
-
+-- month all start at most 92 days before the run window: a few rows per supplier and day.
 daily as (
 
-    select bill_daily.usage_date, bill_daily.dimension, bill_daily.supplier,
-        sum({{ to_usd('bill_daily.spend', 'fx.usd_per_unit') }}) as spend_usd
-    from bill_daily
-    inner join fx
-        on bill_daily.usage_date = fx.usage_date
-        and bill_daily.billing_currency = fx.billing_currency
-    group by bill_daily.usage_date, bill_daily.dimension, bill_daily.supplier
-    union all
-    select usage_date, dimension, supplier, spend_usd from model_provider_daily
+    select usage_date, dimension, supplier, spend_usd
+    from {{ ref('supplier_spend_daily') }}
+    where usage_date >= cast({{ dbt.dateadd('day', -92, window_start_date()) }} as date)
+        and usage_date < {{ window_end_date() }}
 
 ),
 
