@@ -199,7 +199,8 @@ def warehouse_assets() -> dg.AssetsDefinition:
 
 def rebuild_changed_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource,
                           project: DbtProject, warehouse: Path) -> None:
-    """Rebuild, over every day of the lake, the marts whose columns a new release changed.
+    """Rebuild, over every day of the lake, the marts whose columns a new release changed,
+    and build those it added (changed_marts).
 
     The marts are incremental with `on_schema_change: fail`: a mart whose contract gained a
     column or changed a type cannot take the day's rows, and altering its table in place
@@ -216,8 +217,9 @@ def rebuild_changed_marts(context: dg.AssetExecutionContext, dbt: DbtCliResource
     if not changed:
         return
     for mart, differences in changed.items():
-        context.log.warning(f"{mart}: its columns changed in this release ({'; '.join(differences)}); "
-                            "rebuilding it from the lake over every day")
+        what = "it is new in this release" if differences == ["new mart"] else \
+            f"its columns changed in this release ({'; '.join(differences)})"
+        context.log.warning(f"{mart}: {what}; building it from the lake over every day")
     selection = full_history_selection(manifest, changed)
     target = project.target_path / f"warehouse-rebuild-{context.run.run_id[:8]}"
     dbt.cli(["run", "--full-refresh", "--select", " ".join(selection)], target_path=target).wait()
@@ -231,20 +233,29 @@ def _incremental_marts(manifest: Mapping[str, Any]) -> dict[str, Mapping[str, An
 
 
 def changed_marts(manifest: Mapping[str, Any], warehouse: Path) -> dict[str, list[str]]:
-    """Marts built in this warehouse whose table's columns differ from their contract: mart
-    name -> what differs. DuckDB itself spells the contract's types (`string` is VARCHAR),
-    so a match is exact and a rebuilt mart never shows as changed again."""
+    """Marts built in this warehouse whose table's columns differ from their contract, and
+    marts new to a warehouse built before: mart name -> what differs. DuckDB itself spells
+    the contract's types (`string` is VARCHAR), so a match is exact and a rebuilt mart
+    never shows as changed again."""
     import duckdb
 
     changed: dict[str, list[str]] = {}
     with duckdb.connect(str(warehouse), read_only=True) as con:
+        tables = {node["name"]: dict(con.execute(
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = ? and table_name = ? order by ordinal_position",
+            [node["schema"], node["alias"]]).fetchall()) for node in _incremental_marts(manifest).values()}
+        built_before = any(tables.values())
         for node in _incremental_marts(manifest).values():
-            have = dict(con.execute(
-                "select column_name, data_type from information_schema.columns "
-                "where table_schema = ? and table_name = ? order by ordinal_position",
-                [node["schema"], node["alias"]]).fetchall())
+            have = tables[node["name"]]
             if not have:
-                continue  # never built here: the build creates it
+                # New in this release. In a warehouse that holds days already, a build of
+                # the run window alone would leave it without them (and what reads its
+                # history, wrong): it is built over every day. A new warehouse's build
+                # creates it with the rest.
+                if built_before:
+                    changed[node["name"]] = ["new mart"]
+                continue
             contract = [(c["name"], c["data_type"]) for c in node["columns"].values()]
             spelled = con.sql("select " + ", ".join(f'cast(null as {t}) as "{n}"' for n, t in contract))
             want = {n: str(t) for n, t in zip(spelled.columns, spelled.types, strict=True)}

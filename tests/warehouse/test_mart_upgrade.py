@@ -1,4 +1,4 @@
-"""A release that changes a mart's columns: the daily run rebuilds that mart over every day.
+"""A release that changes a mart's columns, or adds one: the daily run builds that mart over every day.
 
 gpu_rates_daily's instance and GPU hours were whole-hour counts (BIGINT) and are now the
 hours the bill says ran (DECIMAL). A warehouse built by the older release holds the old
@@ -105,3 +105,39 @@ def test_a_rebuild_takes_the_tables_a_mart_reads_but_not_other_marts() -> None:
                      "stg_lake__fx_rates"]
     customers = wh.full_history_selection(manifest, ["customer_costs_daily"])
     assert "customer_costs_daily" in customers and "fct_inference_costs_hourly" not in customers
+
+
+def test_a_mart_new_in_a_release_is_built_over_every_day(tmp_path: Path) -> None:
+    """supplier_spend_daily came after warehouses held days: the daily run of the second day
+    builds it over both, so the trailing 30 days of supplier_concentration count the first."""
+    w = Warehouse(tmp_path)
+    _lake(w)
+    storage = StorageResource(landing=str(tmp_path / "landing"), lake=str(w.lake), warehouse=str(w.path))
+    resources = {"storage": storage, "dbt": wh.dbt_resource()}
+
+    def run(first: date, last: date) -> None:
+        dg.materialize([wh.warehouse_assets()], resources=resources, tags={
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat()})
+
+    spend = "select usage_date, supplier, spend_usd from supplier_spend_daily where dimension = 'cloud_provider' order by 1"
+    trailing = ("select usage_date, total_spend_usd from supplier_concentration "
+                "where period_type = 'trailing_30d' and dimension = 'cloud_provider' order by 1")
+    run(*DAYS)
+    with duckdb.connect(str(w.path), read_only=True) as con:
+        assert con.sql(spend).fetchall() == [(d, "AWS", Decimal("122.90")) for d in DAYS]
+        assert con.sql(trailing).fetchall() == [(DAYS[0], Decimal("122.90")), (DAYS[1], Decimal("245.80"))]
+    # What the release before left: no such table.
+    with duckdb.connect(str(w.path)) as con:
+        con.execute("drop table supplier_spend_daily")
+    manifest = json.loads(wh.dbt_project().manifest_path.read_text())
+    assert wh.changed_marts(manifest, w.path) == {"supplier_spend_daily": ["new mart"]}
+
+    run(DAYS[1], DAYS[1])
+    with duckdb.connect(str(w.path), read_only=True) as con:
+        assert con.sql(spend).fetchall() == [(d, "AWS", Decimal("122.90")) for d in DAYS]
+        assert con.sql(trailing).fetchall() == [(DAYS[0], Decimal("122.90")), (DAYS[1], Decimal("245.80"))]
+    assert wh.changed_marts(manifest, w.path) == {}
+    # A warehouse without marts yet builds it with the rest, for the run window only.
+    duckdb.connect(str(tmp_path / "new.duckdb")).close()
+    assert wh.changed_marts(manifest, tmp_path / "new.duckdb") == {}
