@@ -378,14 +378,17 @@ def build_history_marts(work: Path, days: int, have: int = 0) -> None:
     # spare as every later day does, instead of copying the whole file as only the first
     # run after a backfill does.
     publish_exports(work / "warehouse.duckdb", work / "lake", marts, days=[DAY - timedelta(days=1)])
-    # The hourly token sums each day's anomaly run keeps (assets.anomalies.hourly_tokens),
-    # of the new days.
+    # The hourly token sums each day's anomaly run keeps (assets.anomalies.hourly_tokens):
+    # the run of the last history day keeps its lookback, and the days before it are gone
+    # (kept, day N+1's run would first drop 55 of them, as no daily run does).
     import duckdb
 
-    from assets.anomalies import hourly_tokens
+    from assets.anomalies import HOURLY_LOOKBACK_DAYS, hourly_tokens
 
-    with duckdb.connect(str(work / "warehouse.duckdb")) as con:
-        hourly_tokens(con, work / "lake", first, end, recompute_from=first, keep=True)
+    keep_from = max(first, DAY - timedelta(days=HOURLY_LOOKBACK_DAYS + 1))
+    if keep_from < end:
+        with duckdb.connect(str(work / "warehouse.duckdb")) as con:
+            hourly_tokens(con, work / "lake", keep_from, end, recompute_from=keep_from, keep=True)
 
 
 def _day1_control(work: Path) -> dict:
