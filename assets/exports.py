@@ -198,7 +198,7 @@ class _TableRows:
     def __init__(self, con: duckdb.DuckDBPyConnection, table: str, dated: tuple[str, str]) -> None:
         self.con, self.table, self.dated = con, table, dated
 
-    def fingerprint(self) -> tuple[int, int] | None:
+    def fingerprint(self) -> tuple[int, int]:
         day = f"cast({_ident(self.dated[0])} as date)"
         rows, days = self.con.execute(
             f"select count({day}), coalesce(sum(date_diff('day', date '{_EPOCH}', {day})), 0) from {self.table}"
@@ -238,10 +238,11 @@ def _days_to_refresh(window: Sequence[date] | None, source: _TableRows, copy: _T
         window = sorted(set(window))
         source_window, copy_all = source.per_day(window), copy.fingerprint()
         if copy_all is not None:
-            source_all, copy_window = source.fingerprint(), _fingerprint(copy.per_day(window))
-            outside = [(a[0] - b[0], a[1] - b[1]) for a, b in
-                       ((source_all, _fingerprint(source_window)), (copy_all, copy_window))]
-            if outside[0] == outside[1]:
+            def outside(whole: tuple[int, int], in_window: dict[date, int]) -> tuple[int, int]:
+                part = _fingerprint(in_window)
+                return whole[0] - part[0], whole[1] - part[1]
+
+            if outside(source.fingerprint(), source_window) == outside(copy_all, copy.per_day(window)):
                 return set(window), source_window
     source_days, copy_days = source.per_day(), copy.per_day()
     days = set(source_days) | set(copy_days)

@@ -240,14 +240,14 @@ def changed_marts(manifest: Mapping[str, Any], warehouse: Path) -> dict[str, lis
     import duckdb
 
     changed: dict[str, list[str]] = {}
+    marts = list(_incremental_marts(manifest).values())
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        tables = {node["name"]: dict(con.execute(
+        tables = [dict(con.execute(
             "select column_name, data_type from information_schema.columns "
             "where table_schema = ? and table_name = ? order by ordinal_position",
-            [node["schema"], node["alias"]]).fetchall()) for node in _incremental_marts(manifest).values()}
-        built_before = any(tables.values())
-        for node in _incremental_marts(manifest).values():
-            have = tables[node["name"]]
+            [node["schema"], node["alias"]]).fetchall()) for node in marts]
+        built_before = any(tables)
+        for node, have in zip(marts, tables, strict=True):
             if not have:
                 # New in this release. In a warehouse that holds days already, a build of
                 # the run window alone would leave it without them (and what reads its
